@@ -1,0 +1,3 @@
+from anymae.cli import main
+
+raise SystemExit(main())

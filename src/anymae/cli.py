@@ -1,0 +1,185 @@
+"""The `anymae` command line: pretrain, probe, embed, data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from anymae.errors import TrainingDiverged, UserError
+
+EXAMPLES = """examples:
+  anymae data list
+  anymae pretrain --data fashion-mnist --out runs/fmnist
+  anymae probe --checkpoint runs/fmnist
+  anymae embed --checkpoint runs/fmnist --out runs/fmnist/features.npy
+"""
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from anymae.config import load_config, set_value
+    from anymae.train import pretrain
+
+    if args.resume:
+        from anymae.checkpoint import FILENAME, load_checkpoint
+
+        if args.config:
+            raise UserError("--resume takes the config saved in the run folder; drop --config")
+        config = load_checkpoint(Path(args.out) / FILENAME).config
+    else:
+        config = load_config(args.config, [])
+    flags = {
+        "data.name": args.data,
+        "masking.strategy": args.strategy,
+        "masking.ratio": args.ratio,
+        "train.steps": args.steps,
+        "train.seed": args.seed,
+    }
+    for key, value in flags.items():
+        if value is not None:
+            set_value(config, key, value, source="command line")
+    from anymae.config import parse_override
+
+    for text in args.overrides:
+        set_value(config, *parse_override(text), source="command line")
+    result = pretrain(config, Path(args.out), resume=args.resume)
+    print(
+        f"pretrained {result.steps} steps in {result.seconds:.0f} s; final loss {result.final_loss:.4f}; "
+        f"checkpoint in {result.run_dir}"
+    )
+    return 0
+
+
+def run_dataset(args: argparse.Namespace, config):
+    """The dataset named by --data, or the run's own pretraining data."""
+    from anymae.data import load_dataset
+
+    if args.data:
+        config.data.name = args.data
+    return load_dataset(config.data)
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from anymae.checkpoint import load_checkpoint
+    from anymae.config import parse_override, set_value
+    from anymae.evaluate import format_report, probe_report
+    from anymae.train import load_model
+
+    config = load_checkpoint(args.checkpoint).config
+    for text in args.overrides:
+        set_value(config, *parse_override(text), source="command line")
+    dataset = run_dataset(args, config)
+    model, _ = load_model(args.checkpoint, dataset)
+    report = probe_report(model, dataset, config.probe)
+    run = Path(args.checkpoint)
+    if run.is_dir():
+        (run / "probe.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from anymae.checkpoint import load_checkpoint
+    from anymae.evaluate import embed
+    from anymae.train import load_model
+
+    config = load_checkpoint(args.checkpoint).config
+    dataset = run_dataset(args, config)
+    model, _ = load_model(args.checkpoint, dataset)
+    index = np.arange(len(dataset)) if args.split == "all" else dataset.splits[args.split]
+    features = embed(model, dataset, index, config.probe.batch_size)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, features)
+    print(f"wrote {features.shape[0]} x {features.shape[1]} features ({args.split}) to {out}")
+    return 0
+
+
+def cmd_data_list(args: argparse.Namespace) -> int:
+    from anymae.data import BUILTINS
+
+    rows = [("name", "modality", "size", "task", "metric", "ready", "source", "license")]
+    for b in BUILTINS.values():
+        ready = "yes" if b.ready() else f"no: {b.install}"
+        rows.append((b.name, b.modality, b.size, b.task, b.metric, ready, b.source, b.license))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="anymae",
+        description="Masked-autoencoder pretraining for any kind of data.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from anymae.masking import STRATEGIES
+
+    p = commands.add_parser(
+        "pretrain",
+        help="pretrain a masked autoencoder",
+        description="Pretrain a masked autoencoder; writes checkpoint, config and metrics to --out.",
+    )
+    p.add_argument("--data", help="built-in dataset name (see `anymae data list`) or a file path")
+    p.add_argument("--strategy", choices=STRATEGIES, help="masking strategy (default: random)")
+    p.add_argument("--ratio", help="mask ratio: 'fixed:R' or 'uniform:LO,HI' (default: the modality's)")
+    p.add_argument("--steps", type=int, help="optimizer steps (default: 1000)")
+    p.add_argument("--seed", type=int, help="seed for initialisation, data order and masks (default: 0)")
+    p.add_argument("--config", type=Path, help="YAML recipe (sections data, model, masking, train, probe)")
+    p.add_argument("--out", required=True, help="run folder for checkpoint.safetensors, config.yaml, metrics.jsonl")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="settings, e.g. model.dim=64 train.lr=1e-3")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = commands.add_parser(
+        "probe",
+        help="linear probe and k-NN on frozen features, with baselines",
+        description="Linear probe (regularisation chosen on validation) and k-NN on frozen "
+        "features of the pretrained encoder, the same encoder untrained, and raw inputs; "
+        "test accuracy (or RMSE) of each. Also writes RUN/probe.json.",
+    )
+    p.add_argument("--checkpoint", required=True, type=Path, help="run folder (or checkpoint file)")
+    p.add_argument("--data", help="dataset to probe (default: the run's pretraining data)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="probe settings, e.g. probe.max_train=5000")
+    p.set_defaults(func=cmd_probe)
+
+    p = commands.add_parser(
+        "embed",
+        help="write pooled encoder features to a .npy file",
+        description="Pooled features (mean over valid tokens of the last encoder layer, no masking).",
+    )
+    p.add_argument("--checkpoint", required=True, type=Path, help="run folder (or checkpoint file)")
+    p.add_argument("--data", help="dataset to embed (default: the run's pretraining data)")
+    p.add_argument(
+        "--split", choices=("all", "train", "val", "test"), default="all", help="which samples (default: all)"
+    )
+    p.add_argument("--out", required=True, help="output .npy file (rows follow the dataset's order)")
+    p.set_defaults(func=cmd_embed)
+
+    p = commands.add_parser("data", help="built-in datasets", description="Built-in datasets.")
+    data_commands = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    q = data_commands.add_parser("list", help="show built-in datasets: modality, size, task, source, license, ready")
+    q.set_defaults(func=cmd_data_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as error:
+        print(f"anymae: error: {error}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as error:
+        print(f"anymae: training stopped: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("anymae: interrupted (a run continues from its last checkpoint with --resume)", file=sys.stderr)
+        return 130

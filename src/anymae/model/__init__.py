@@ -1,0 +1,3 @@
+from anymae.model.mae import Encoded, MaskedAutoencoder
+
+__all__ = ["Encoded", "MaskedAutoencoder"]

@@ -1,0 +1,110 @@
+"""The masked autoencoder: embed -> guide layer -> encoder blocks -> per-position decoder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from anymae.config import ModelConfig
+from anymae.model.attention import Block, GuideLayer, GuideSelect
+from anymae.tokens import ModalitySpec, TokenBatch
+
+
+@dataclass
+class Encoded:
+    """Encoder output: `memory` (B, M, D) with `memory_valid` (B, M), and the mask used."""
+
+    memory: torch.Tensor
+    memory_valid: torch.Tensor | None  # None: every memory slot is real
+    masked: torch.Tensor  # (B, N)
+    guide_attention: torch.Tensor  # (B, H, Nq, N), for diagnostics and pictures
+
+
+def keep_visible(x: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Gather the kept tokens of each sample to the front, padded to the largest kept count."""
+    n_keep = keep.sum(dim=1)
+    width = int(n_keep.max())
+    order = (~keep).to(torch.int8).argsort(dim=1, stable=True)[:, :width]
+    x = x.gather(1, order[..., None].expand(-1, -1, x.shape[-1]))
+    if bool((n_keep == width).all()):
+        return x, None
+    kept = keep.gather(1, order)
+    return x * kept[..., None], kept  # padding slots hold zeros, never a masked token
+
+
+class MaskedAutoencoder(nn.Module):
+    def __init__(self, spec: ModalitySpec, config: ModelConfig) -> None:
+        super().__init__()
+        if config.mode not in ("self", "latent"):
+            raise ValueError(f"model.mode must be 'self' or 'latent', not '{config.mode}'")
+        self.spec, self.config = spec, config
+        d, dd, n = config.dim, config.decoder_dim, spec.max_tokens
+        self.embed = nn.Embedding(spec.vocab_size, d) if spec.discrete else nn.Linear(spec.channels, d)
+        self.position = nn.Parameter(torch.zeros(1, n, d)) if spec.positional else None
+        self.embed_norm = nn.LayerNorm(d)
+        self.latents = nn.Parameter(torch.zeros(1, config.latents, d)) if config.mode == "latent" else None
+        self.guide = GuideLayer(d, config.heads, config.mlp_ratio)
+        self.blocks = nn.ModuleList(Block(d, config.heads, config.mlp_ratio) for _ in range(config.depth - 1))
+        self.norm = nn.LayerNorm(d)
+        # Decoder: one query per position (position embedding + mask token) cross-attends to memory.
+        self.to_decoder = nn.Linear(d, dd)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dd))
+        self.decoder_position = nn.Parameter(torch.zeros(1, n, dd)) if spec.positional else None
+        self.decoder = nn.ModuleList(
+            Block(dd, config.decoder_heads, config.mlp_ratio) for _ in range(config.decoder_depth)
+        )
+        self.decoder_norm = nn.LayerNorm(dd)
+        self.head = nn.Linear(dd, spec.vocab_size if spec.discrete else spec.channels)
+        self.apply(self._init)
+        for p in (self.position, self.latents, self.mask_token, self.decoder_position):
+            if p is not None:
+                nn.init.trunc_normal_(p, std=0.02)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def embed_tokens(self, batch: TokenBatch) -> torch.Tensor:
+        x = self.embed(batch.ids) if self.spec.discrete else self.embed(batch.values)
+        if self.position is not None:
+            x = x + self.position[:, : x.shape[1]]
+        return self.embed_norm(x)
+
+    def encode(
+        self, batch: TokenBatch, masked: torch.Tensor | None = None, select: GuideSelect | None = None
+    ) -> Encoded:
+        """Encode with a given mask, a selector the guide layer calls, or neither (no masking)."""
+        x = self.embed_tokens(batch)
+        queries = x if self.latents is None else self.latents.expand(len(x), -1, -1)
+        x, masked, attention = self.guide(queries, x, batch.valid, masked=masked, select=select)
+        if self.latents is None:  # self mode: later layers see the visible tokens only
+            x, key_valid = keep_visible(x, batch.valid & ~masked)
+        else:  # latent mode: the latents never saw the masked tokens
+            key_valid = None
+        for block in self.blocks:
+            x = block(x, key_valid=key_valid)
+        return Encoded(self.norm(x), key_valid, masked, attention)
+
+    def decode(self, encoded: Encoded, n_tokens: int) -> torch.Tensor:
+        """Predict every position from the memory: logits (B, N, V) or values (B, N, C)."""
+        memory = self.to_decoder(encoded.memory)
+        queries = self.mask_token.expand(len(memory), n_tokens, -1)
+        if self.decoder_position is not None:
+            queries = queries + self.decoder_position[:, :n_tokens]
+        for block in self.decoder:
+            queries = block(queries, memory=memory, key_valid=encoded.memory_valid)
+        return self.head(self.decoder_norm(queries))
+
+    @torch.no_grad()
+    def features(self, batch: TokenBatch) -> torch.Tensor:
+        """Pooled features (B, D) with no masking: mean over valid tokens, or over latents."""
+        encoded = self.encode(batch)
+        if encoded.memory_valid is None:  # latents, or visible tokens without padding
+            return encoded.memory.mean(dim=1)
+        weights = encoded.memory_valid.to(encoded.memory.dtype)[..., None]
+        return (encoded.memory * weights).sum(1) / weights.sum(1).clamp(min=1)

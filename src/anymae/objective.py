@@ -1,0 +1,54 @@
+"""The objective: mask, encode, decode, and the reconstruction loss on masked valid tokens."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from anymae.masking import Strategy
+from anymae.model import MaskedAutoencoder
+from anymae.tokens import TokenBatch
+
+
+def targets(model: MaskedAutoencoder, batch: TokenBatch) -> torch.Tensor:
+    """Ids (B, N), or values (B, N, C) normalised per token when `norm_targets` (MAE's norm_pix)."""
+    if batch.ids is not None:
+        return batch.ids
+    values = batch.values
+    if model.config.norm_targets and values.shape[-1] > 1:
+        mean, var = values.mean(dim=-1, keepdim=True), values.var(dim=-1, keepdim=True)
+        values = (values - mean) / (var + 1e-6).sqrt()
+    return values
+
+
+def token_losses(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-token loss (B, N): cross-entropy for ids, mean squared error over C for values."""
+    if target.dtype == torch.long:
+        return F.cross_entropy(prediction.flatten(0, 1).float(), target.flatten(), reduction="none").view(target.shape)
+    return (prediction.float() - target).pow(2).mean(dim=-1)
+
+
+def masked_mean(losses: torch.Tensor, masked: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """sum(w * l * m) / sum(m): only masked tokens count; weights default to 1."""
+    m = masked.to(losses.dtype)
+    weighted = losses if weights is None else losses * weights
+    return (weighted * m).sum() / m.sum().clamp(min=1)
+
+
+def reconstruction(
+    model: MaskedAutoencoder, batch: TokenBatch, strategy: Strategy, generator: torch.Generator, progress: float = 0.0
+) -> dict[str, torch.Tensor]:
+    """One masked-reconstruction pass: `loss`, and per token `prediction`, `target`, `masked`."""
+    plan = strategy.plan(model, batch, generator, progress)
+    encoded = model.encode(batch, masked=plan.masked, select=plan.select)
+    prediction = model.decode(encoded, batch.valid.shape[1])
+    target = targets(model, batch)
+    masked = encoded.masked & batch.valid
+    losses = token_losses(prediction, target)
+    return {
+        "loss": masked_mean(losses, masked, plan.weights),
+        "prediction": prediction,
+        "target": target,
+        "masked": masked,
+        "token_loss": losses.detach(),
+    }

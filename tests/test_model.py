@@ -1,0 +1,105 @@
+"""The model: no leak from masked tokens, loss on masked valid tokens only, it can learn."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from anymae.masking import FixedRatio, RandomMasking, mask_counts, random_mask
+from anymae.objective import masked_mean, reconstruction, token_losses
+from tests.conftest import LENGTHS, id_batch, tiny_model, value_batch
+
+
+def some_mask(valid: torch.Tensor, ratio: float = 0.5, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return random_mask(valid, mask_counts(FixedRatio(ratio)(len(valid), g), valid), g)
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_encoder_output_ignores_the_content_of_masked_tokens(mode, discrete):
+    model = tiny_model(discrete=discrete, mode=mode).eval()
+    batch = id_batch() if discrete else value_batch()
+    masked = some_mask(batch.valid)
+    changed = id_batch(seed=7) if discrete else value_batch(seed=7)
+    # keep visible tokens, replace masked (and padding) content with different values
+    keep = batch.valid & ~masked
+    if discrete:
+        changed.ids = torch.where(keep, batch.ids, changed.ids)
+    else:
+        changed.values = torch.where(keep[..., None], batch.values, changed.values * 100)
+    changed.valid = batch.valid
+    with torch.no_grad():
+        a, b = model.encode(batch, masked=masked), model.encode(changed, masked=masked)
+        assert torch.equal(a.masked, masked)
+        assert torch.allclose(a.memory, b.memory, atol=1e-5)
+        assert torch.allclose(model.decode(a, 16), model.decode(b, 16), atol=1e-5)
+        # and the check has teeth: changing a visible token does change the output
+        changed.values = None if discrete else torch.where(keep[..., None], batch.values + 1, batch.values)
+        if discrete:
+            changed.ids = torch.where(keep, (batch.ids + 1) % 256, batch.ids)
+        assert not torch.allclose(a.memory, model.encode(changed, masked=masked).memory, atol=1e-3)
+
+
+def test_self_mode_keeps_exactly_the_visible_tokens():
+    model = tiny_model(mode="self").eval()
+    batch = value_batch()
+    masked = some_mask(batch.valid, 0.6)
+    with torch.no_grad():
+        encoded = model.encode(batch, masked=masked)
+    n_visible = (batch.valid & ~masked).sum(1)
+    assert encoded.memory.shape[1] == int(n_visible.max())
+    assert encoded.memory_valid.sum(1).tolist() == n_visible.tolist()
+
+
+def test_features_use_no_mask_and_are_deterministic(mode):
+    model = tiny_model(mode=mode).eval()
+    batch = value_batch()
+    first, second = model.features(batch), model.features(batch)
+    assert first.shape == (len(LENGTHS), 32) and torch.equal(first, second)
+    # padding content does not change the features of a sample
+    noisy = value_batch()
+    noisy.values = torch.where(batch.valid[..., None], batch.values, torch.randn_like(batch.values))
+    assert torch.allclose(model.features(noisy), first, atol=1e-5)
+
+
+def test_loss_counts_masked_valid_tokens_only():
+    losses = torch.tensor([[1.0, 2.0, 3.0, 4.0], [10.0, 20.0, 30.0, 40.0]])
+    masked = torch.tensor([[True, False, True, False], [False, False, False, True]])
+    assert masked_mean(losses, masked).item() == pytest.approx((1 + 3 + 40) / 3)
+    weights = torch.full_like(losses, 2.0)
+    assert masked_mean(losses, masked, weights).item() == pytest.approx(2 * (1 + 3 + 40) / 3)
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_reconstruction_loss_equals_the_mean_over_masked_valid_tokens(discrete):
+    model = tiny_model(discrete=discrete)
+    batch = id_batch() if discrete else value_batch()
+    out = reconstruction(model, batch, RandomMasking(FixedRatio(0.5)), torch.Generator().manual_seed(0))
+    assert not (out["masked"] & ~batch.valid).any()
+    per_token = token_losses(out["prediction"], out["target"])
+    expected = per_token[out["masked"]].mean()
+    assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    # predictions at visible or padded positions do not move the loss
+    prediction = out["prediction"].detach().clone()
+    prediction[~out["masked"]] += 5.0
+    assert token_losses(prediction, out["target"])[out["masked"]].mean().item() == pytest.approx(
+        expected.item(), rel=1e-5
+    )
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_tiny_model_overfits_one_batch(mode, discrete):
+    model = tiny_model(discrete=discrete, mode=mode)
+    batch = id_batch() if discrete else value_batch()
+    masked = some_mask(batch.valid, 0.5)
+    strategy = type("Fixed", (), {"plan": lambda self, *a: __import__("anymae").masking.MaskPlan(masked=masked)})()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    first = None
+    for _ in range(150):
+        loss = reconstruction(model, batch, strategy, g)["loss"]
+        first = first if first is not None else loss.item()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.1 * first
