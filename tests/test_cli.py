@@ -47,6 +47,9 @@ def test_pretrain_writes_checkpoint_config_and_metrics(run_dir):
     assert "seed: 1" in config and "steps: 6" in config and "dim: 32" in config
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["step"] == 6 and np.isfinite(records[-1]["loss"]) and records[-1]["samples_per_s"] > 0
+    # diagnostics: random masks hit every position about equally; held-out loss under random masks
+    assert 0 < records[-1]["mask_freq_min"] <= 0.75 <= records[-1]["mask_freq_max"] < 1
+    assert np.isfinite(records[-1]["val_loss_random_masks"])
 
 
 def test_probe_reports_three_feature_sets(run_dir, capsys):
@@ -84,7 +87,7 @@ def test_pretrain_on_a_users_npz_file(tmp_path):
     [
         (["pretrain", "--data", "no-such-data", "--out", "{tmp}/r"], "unknown dataset 'no-such-data'"),
         (["pretrain", "--data", "{tmp}/missing.npz", "--out", "{tmp}/r"], "unknown dataset"),
-        (["pretrain", "--data", "{tmp}/notes.txt", "--out", "{tmp}/r"], "no reader for '.txt'"),
+        (["pretrain", "--data", "{tmp}/notes.docx", "--out", "{tmp}/r"], "no reader for '.docx'"),
         (["pretrain", "--data", "{tmp}/broken.npz", "--out", "{tmp}/r"], "broken.npz: not a readable numpy file"),
         (["pretrain", "--data", "digits", "--out", "{tmp}/r", "model.size=3"], "unknown setting 'model.size'"),
         (["pretrain", "--data", "digits", "--out", "{tmp}/r", "train.lr=fast"], "train.lr must be float"),
@@ -95,7 +98,7 @@ def test_pretrain_on_a_users_npz_file(tmp_path):
     ],
 )
 def test_bad_input_gives_one_clear_line_and_status_2(argv, message, tmp_path, capsys):
-    (tmp_path / "notes.txt").write_text("hello\n")
+    (tmp_path / "notes.docx").write_text("hello\n")
     (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 not really a zip")
     (tmp_path / "corrupt").mkdir()
     (tmp_path / "corrupt" / "checkpoint.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage")
@@ -120,6 +123,7 @@ def test_every_command_has_help():
         ["pretrain", "--help"],
         ["probe", "--help"],
         ["embed", "--help"],
+        ["show", "--help"],
         ["data", "list", "--help"],
     ):
         with pytest.raises(SystemExit) as exit_info:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from anymae.masking import FixedRatio, RandomMasking, mask_counts, random_mask
+from anymae.masking import FixedRatio, MaskingStrategy, RandomSelector, mask_counts, random_mask
 from anymae.objective import masked_mean, reconstruction, token_losses
 from tests.conftest import LENGTHS, id_batch, tiny_model, value_batch
 
@@ -74,7 +74,9 @@ def test_loss_counts_masked_valid_tokens_only():
 def test_reconstruction_loss_equals_the_mean_over_masked_valid_tokens(discrete):
     model = tiny_model(discrete=discrete)
     batch = id_batch() if discrete else value_batch()
-    out = reconstruction(model, batch, RandomMasking(FixedRatio(0.5)), torch.Generator().manual_seed(0))
+    out = reconstruction(
+        model, batch, MaskingStrategy(FixedRatio(0.5), RandomSelector()), torch.Generator().manual_seed(0)
+    )
     assert not (out["masked"] & ~batch.valid).any()
     per_token = token_losses(out["prediction"], out["target"])
     expected = per_token[out["masked"]].mean()

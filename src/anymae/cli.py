@@ -16,6 +16,8 @@ EXAMPLES = """examples:
   anymae pretrain --data fashion-mnist --out runs/fmnist
   anymae probe --checkpoint runs/fmnist
   anymae embed --checkpoint runs/fmnist --out runs/fmnist/features.npy
+  anymae pretrain --data fashion-mnist --strategy sma --out runs/fmnist-sma
+  anymae show --checkpoint runs/fmnist-sma --out masks.png
 """
 
 
@@ -35,8 +37,12 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         "data.name": args.data,
         "masking.strategy": args.strategy,
         "masking.ratio": args.ratio,
+        "masking.loss_weighting": args.loss_weighting,
         "train.steps": args.steps,
         "train.seed": args.seed,
+        "data.modality": args.modality,
+        "data.label": args.label,
+        "data.on_bad_record": args.on_bad_record,
     }
     for key, value in flags.items():
         if value is not None:
@@ -59,7 +65,24 @@ def run_dataset(args: argparse.Namespace, config):
 
     if args.data:
         config.data.name = args.data
+    for key in ("modality", "label", "on_bad_record"):
+        if getattr(args, key, None) is not None:
+            setattr(config.data, key, getattr(args, key))
     return load_dataset(config.data)
+
+
+def add_data_flags(p: argparse.ArgumentParser) -> None:
+    """--modality, --label, --on-bad-record: how a user's file is read."""
+    from anymae.data.files import MODALITIES
+
+    p.add_argument("--modality", choices=MODALITIES, help="how to read a file (default: inferred from the file)")
+    p.add_argument("--label", metavar="COL", help="label column of a table (CSV / Parquet); default: unlabelled")
+    p.add_argument(
+        "--on-bad-record",
+        choices=("fail", "skip"),
+        help="a malformed record stops with an error naming file and line (fail, default) "
+        "or is skipped, counted and reported (skip)",
+    )
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -98,6 +121,26 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    from anymae.checkpoint import load_checkpoint
+    from anymae.masking import build_strategy
+    from anymae.show import format_summary, show
+    from anymae.train import load_model
+
+    config = load_checkpoint(args.checkpoint).config
+    if args.strategy:
+        config.masking.strategy = args.strategy
+    dataset = run_dataset(args, config)
+    model, _ = load_model(args.checkpoint, dataset)
+    out = Path(args.out)
+    summary = show(model, dataset, build_strategy(config.masking, dataset.spec), out, samples=args.samples)
+    summary["strategy"] = config.masking.strategy
+    out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {out} and {out.with_suffix('.json')}")
+    print(format_summary(summary))
+    return 0
+
+
 def cmd_data_list(args: argparse.Namespace) -> int:
     from anymae.data import BUILTINS
 
@@ -111,6 +154,14 @@ def cmd_data_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from anymae.data.particles import prepare
+
+    path = prepare(args.name, args.count, seed=args.seed, workers=args.workers)
+    print(f"wrote {args.count} samples of {args.name} to {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anymae",
@@ -119,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from anymae.masking import STRATEGIES
+    from anymae.masking import LOSS_WEIGHTINGS, STRATEGIES
 
     p = commands.add_parser(
         "pretrain",
@@ -129,12 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="built-in dataset name (see `anymae data list`) or a file path")
     p.add_argument("--strategy", choices=STRATEGIES, help="masking strategy (default: random)")
     p.add_argument("--ratio", help="mask ratio: 'fixed:R' or 'uniform:LO,HI' (default: the modality's)")
+    p.add_argument(
+        "--loss-weighting", choices=LOSS_WEIGHTINGS, help="uniform (default) or attention-guided (AttG)"
+    )
     p.add_argument("--steps", type=int, help="optimizer steps (default: 1000)")
     p.add_argument("--seed", type=int, help="seed for initialisation, data order and masks (default: 0)")
     p.add_argument("--config", type=Path, help="YAML recipe (sections data, model, masking, train, probe)")
     p.add_argument("--out", required=True, help="run folder for checkpoint.safetensors, config.yaml, metrics.jsonl")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="settings, e.g. model.dim=64 train.lr=1e-3")
+    add_data_flags(p)
     p.set_defaults(func=cmd_pretrain)
 
     p = commands.add_parser(
@@ -148,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset to probe (default: the run's pretraining data)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="probe settings, e.g. probe.max_train=5000")
+    add_data_flags(p)
     p.set_defaults(func=cmd_probe)
 
     p = commands.add_parser(
@@ -161,12 +217,42 @@ def build_parser() -> argparse.ArgumentParser:
         "--split", choices=("all", "train", "val", "test"), default="all", help="which samples (default: all)"
     )
     p.add_argument("--out", required=True, help="output .npy file (rows follow the dataset's order)")
+    add_data_flags(p)
     p.set_defaults(func=cmd_embed)
+
+    p = commands.add_parser(
+        "show",
+        help="picture of what the model masks and how it reconstructs",
+        description="Draw masks and reconstructions of test samples (image grid, character strips, or a "
+        "per-token masking-frequency heat map) and summarise the masks over up to 2,000 test samples: "
+        "per-position frequency and contiguity, beside random masks with the same counts. "
+        "Writes OUT (PNG) and OUT with .json.",
+    )
+    p.add_argument("--checkpoint", required=True, type=Path, help="run folder (or checkpoint file)")
+    p.add_argument("--data", help="dataset (default: the run's pretraining data)")
+    p.add_argument("--out", required=True, help="output PNG file")
+    p.add_argument("--samples", type=int, default=8, help="samples drawn (default: 8)")
+    p.add_argument("--strategy", choices=STRATEGIES, help="masks to draw (default: the run's own strategy)")
+    p.set_defaults(func=cmd_show)
 
     p = commands.add_parser("data", help="built-in datasets", description="Built-in datasets.")
     data_commands = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     q = data_commands.add_parser("list", help="show built-in datasets: modality, size, task, source, license, ready")
     q.set_defaults(func=cmd_data_list)
+    q = data_commands.add_parser(
+        "prepare",
+        help="generate a dataset with a simulator and cache it",
+        description="Generate quark / gluon jets or Higgs-like events with Pythia 8 (pip install "
+        "pythia8mc==8.317.2; tens of events per second per core) and cache them in $ANYMAE_DATA or "
+        "~/.cache/anymae.",
+    )
+    q.add_argument("name", choices=("quark-gluon", "higgs-like"), help="dataset to generate")
+    q.add_argument(
+        "--jets", "--events", dest="count", type=int, default=10000, help="samples, half of each class (default: 10000)"
+    )
+    q.add_argument("--seed", type=int, default=1, help="generator seed (default: 1)")
+    q.add_argument("--workers", type=int, default=1, help="generator processes, one per core (default: 1)")
+    q.set_defaults(func=cmd_data_prepare)
     return parser
 
 

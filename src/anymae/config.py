@@ -17,6 +17,9 @@ class DataConfig:
     name: str = "fashion-mnist"  # a built-in dataset name or a path
     patch: int = 0  # image patch size in pixels (1 = pixels as tokens); 0 = the dataset's default
     max_tokens: int = 256  # longest sequence kept (longer ones are truncated)
+    modality: str = ""  # users' files: text|protein|dna|smiles|tabular|image|set|series; "" = inferred
+    label: str = ""  # users' tables: the label column ("" = unlabelled)
+    on_bad_record: str = "fail"  # fail | skip (skipped records are counted and reported)
 
 
 @dataclass
@@ -35,9 +38,29 @@ class ModelConfig:
 
 @dataclass
 class MaskingConfig:
-    strategy: str = "random"
+    strategy: str = "random"  # random | span | block | sma | informed
     ratio: str = ""  # "fixed:R" or "uniform:LO,HI"; empty = the modality's default fixed ratio
     per_sample: bool = False  # uniform ratio: one draw per sample instead of per batch
+    span_length: float = 3.0  # span: mean of the geometric span length
+    # sma (self-guided, from the guide layer's attention in the same pass)
+    per_query: int = 3  # k: tokens masked per chosen query row
+    aggregation: str = "mean"  # mean | random_mix (one head per query row)
+    mask_self: bool = True  # self mode: the chosen query tokens are masked too
+    curriculum: bool = False  # random -> self-guided by a half cosine over the first `schedule` of training
+    schedule: float = 0.25
+    guide_scores: str = "full"  # full (faithful) | content: select from logits without position embeddings
+    position_debias: bool = False  # subtract each position's batch-mean score before the top-k
+    # informed (Self-Guided MAE: normalized cut of the model's own features)
+    start: float = 0.2  # random masks before this fraction of training
+    rank: str = "main"  # main | ambiguous
+    hint: float = 0.1  # share of the chosen tokens swapped for random ones
+    cut_tau: float = 0.2  # affinities below this are set to eps
+    # loss weighting
+    loss_weighting: str = "uniform"  # uniform | attention-guided
+    map_source: str = "cut"  # attention-guided: cut | attention | given
+    tau: float = 0.75  # w = exp(M / tau)
+    tau_end: float = 0.0  # > 0: tau follows a half cosine from `tau` to `tau_end`
+    normalise: str = "masked"  # masked: sum(w l m) / sum(m); weights: sum(w l m) / sum(w m)
 
 
 @dataclass

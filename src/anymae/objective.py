@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from anymae.masking import Strategy
+from anymae.masking import MaskingStrategy
 from anymae.model import MaskedAutoencoder
 from anymae.tokens import TokenBatch
 
@@ -28,15 +28,23 @@ def token_losses(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     return (prediction.float() - target).pow(2).mean(dim=-1)
 
 
-def masked_mean(losses: torch.Tensor, masked: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """sum(w * l * m) / sum(m): only masked tokens count; weights default to 1."""
+def masked_mean(
+    losses: torch.Tensor, masked: torch.Tensor, weights: torch.Tensor | None = None, by_weights: bool = False
+) -> torch.Tensor:
+    """sum(w * l * m) / sum(m), or / sum(w * m) when `by_weights`: only masked tokens count."""
     m = masked.to(losses.dtype)
-    weighted = losses if weights is None else losses * weights
-    return (weighted * m).sum() / m.sum().clamp(min=1)
+    if weights is None:
+        return (losses * m).sum() / m.sum().clamp(min=1)
+    denominator = (weights * m).sum() if by_weights else m.sum()
+    return (weights * losses * m).sum() / denominator.clamp(min=1e-12)
 
 
 def reconstruction(
-    model: MaskedAutoencoder, batch: TokenBatch, strategy: Strategy, generator: torch.Generator, progress: float = 0.0
+    model: MaskedAutoencoder,
+    batch: TokenBatch,
+    strategy: MaskingStrategy,
+    generator: torch.Generator,
+    progress: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """One masked-reconstruction pass: `loss`, and per token `prediction`, `target`, `masked`."""
     plan = strategy.plan(model, batch, generator, progress)
@@ -46,7 +54,7 @@ def reconstruction(
     masked = encoded.masked & batch.valid
     losses = token_losses(prediction, target)
     return {
-        "loss": masked_mean(losses, masked, plan.weights),
+        "loss": masked_mean(losses, masked, plan.weights, plan.normalise_by_weights),
         "prediction": prediction,
         "target": target,
         "masked": masked,

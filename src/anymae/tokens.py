@@ -21,6 +21,7 @@ class TokenBatch:
     valid: torch.Tensor  # (B, N) bool, False on padding
     ids: torch.Tensor | None = None
     values: torch.Tensor | None = None
+    importance: torch.Tensor | None = None  # (B, N) optional per-token map given with the data
 
     @property
     def size(self) -> tuple[int, int]:
@@ -34,7 +35,7 @@ class TokenBatch:
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device, non_blocking=True)
 
-        return TokenBatch(valid=move(self.valid), ids=move(self.ids), values=move(self.values))
+        return TokenBatch(move(self.valid), move(self.ids), move(self.values), move(self.importance))
 
 
 @dataclass
@@ -43,14 +44,17 @@ class TokenArrays:
 
     inputs: np.ndarray  # (n, N) int64 ids or (n, N, C) float32 values
     valid: np.ndarray  # (n, N) bool
+    importance: np.ndarray | None = None  # (n, N) optional per-token map (attention-guided loss, source "given")
 
     def __len__(self) -> int:
         return len(self.valid)
 
     def batch(self, index: np.ndarray, discrete: bool) -> TokenBatch:
         inputs = torch.from_numpy(self.inputs[index])
-        valid = torch.from_numpy(self.valid[index])
-        return TokenBatch(valid=valid, ids=inputs) if discrete else TokenBatch(valid=valid, values=inputs)
+        importance = None if self.importance is None else torch.from_numpy(self.importance[index]).float()
+        if discrete:
+            return TokenBatch(valid=torch.from_numpy(self.valid[index]), ids=inputs, importance=importance)
+        return TokenBatch(valid=torch.from_numpy(self.valid[index]), values=inputs, importance=importance)
 
 
 class ModalitySpec:
@@ -78,6 +82,10 @@ class ModalitySpec:
             return counts / np.maximum(tokens.valid.sum(1, keepdims=True), 1)
         flat = tokens.inputs * tokens.valid[..., None]
         return flat.reshape(len(flat), -1)
+
+    def token_text(self, token_id: int) -> str:
+        """How one discrete token is printed in pictures (bytes by default)."""
+        return chr(token_id)
 
     def describe(self) -> dict:
         kind = f"ids (V={self.vocab_size})" if self.discrete else f"values (C={self.channels})"
@@ -157,3 +165,206 @@ class ByteSequence(ModalitySpec):
 
     def to_text(self, ids: np.ndarray, valid: np.ndarray) -> str:
         return bytes(ids[valid].astype(np.uint8).tolist()).decode("utf-8", errors="replace")
+
+
+PROTEIN_ALPHABET = "ACDEFGHIKLMNPQRSTVWYXBZUO"  # 20 standard amino acids, X unknown, B Z ambiguous, U O rare
+DNA_ALPHABET = "ACGTN"
+
+
+@dataclass(frozen=True)
+class AlphabetSequence(ModalitySpec):
+    """Strings over a fixed alphabet (proteins, DNA) -> ids 1..len(alphabet); 0 is padding.
+
+    Letters are upper-cased; a letter outside the alphabet is an error naming the record
+    (`invalid` says which letter, so readers can report the file and line first).
+    """
+
+    alphabet: str = PROTEIN_ALPHABET
+    max_tokens: int = 512
+    name: str = "protein"
+    discrete: bool = True
+    default_ratio: float = 0.15
+
+    @property
+    def vocab_size(self) -> int:  # type: ignore[override]
+        return len(self.alphabet) + 1
+
+    def _table(self) -> np.ndarray:
+        table = np.full(256, -1, dtype=np.int64)
+        for i, letter in enumerate(self.alphabet):
+            table[ord(letter)] = table[ord(letter.lower())] = i + 1
+        return table
+
+    def first_invalid(self, text: str) -> int | None:
+        """The index of the first letter outside the alphabet, or None."""
+        allowed = set(self.alphabet) | set(self.alphabet.lower())
+        return next((i for i, letter in enumerate(text) if letter not in allowed), None)
+
+    def invalid(self, text: str) -> str | None:
+        """What is wrong with a sequence (the first letter outside the alphabet, 1-based column), or None."""
+        i = self.first_invalid(text)
+        if i is not None:
+            return f"letter {text[i]!r} at column {i + 1} is not in the {self.name} alphabet {self.alphabet}"
+        return None if text else "empty sequence"
+
+    def tokenize(self, raw: list[str]) -> TokenArrays:
+        table = self._table()
+        n = len(raw)
+        inputs = np.zeros((n, self.max_tokens), dtype=np.int64)
+        valid = np.zeros((n, self.max_tokens), dtype=bool)
+        for i, text in enumerate(raw):
+            problem = self.invalid(text)
+            if problem:
+                raise ValueError(f"record {i}: {problem}")
+            data = np.frombuffer(text[: self.max_tokens].encode("ascii"), dtype=np.uint8)
+            inputs[i, : len(data)] = table[data]
+            valid[i, : len(data)] = True
+        return TokenArrays(inputs=inputs, valid=valid)
+
+    def token_text(self, token_id: int) -> str:
+        return self.alphabet[token_id - 1] if 0 < token_id <= len(self.alphabet) else "."
+
+    def to_text(self, ids: np.ndarray, valid: np.ndarray) -> str:
+        return "".join(self.token_text(int(i)) for i in ids[valid])
+
+
+def protein_spec(max_tokens: int = 512) -> AlphabetSequence:
+    return AlphabetSequence(PROTEIN_ALPHABET, max_tokens=max_tokens, name="protein", default_ratio=0.15)
+
+
+def dna_spec(max_tokens: int = 512) -> AlphabetSequence:
+    return AlphabetSequence(DNA_ALPHABET, max_tokens=max_tokens, name="dna", default_ratio=0.15)
+
+
+def smiles_spec(max_tokens: int = 128) -> ByteSequence:
+    """SMILES strings as bytes (V = 256)."""
+    return ByteSequence(max_tokens=max_tokens, name="smiles", default_ratio=0.3)
+
+
+def _standardise(values: np.ndarray, mean: tuple[float, ...], scale: tuple[float, ...]) -> np.ndarray:
+    return ((values - np.asarray(mean, dtype=np.float32)) / np.asarray(scale, dtype=np.float32)).astype(np.float32)
+
+
+def fit_scale(values: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-column mean and standard deviation over finite entries (std 1 where a column is constant)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    count = np.maximum(finite.sum(0), 1)
+    mean = np.where(finite, values, 0.0).sum(0) / count
+    var = np.where(finite, (values - mean) ** 2, 0.0).sum(0) / count
+    std = np.sqrt(var)
+    std[std < 1e-12] = 1.0
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
+@dataclass(frozen=True)
+class FeatureTokens(ModalitySpec):
+    """Tabular rows (n, F) -> one token per feature with C = 1 value; position = feature index.
+
+    Values are standardised with the spec's per-feature `mean` and `scale` (readers fit them on
+    all rows, labels unused). A missing value (NaN) becomes an invalid token: the encoder never
+    sees it and the loss never asks for it. Categorical columns arrive one-hot (one feature per
+    level) from the readers.
+    """
+
+    features: tuple[str, ...] = ()
+    mean: tuple[float, ...] = ()
+    scale: tuple[float, ...] = ()
+    name: str = "tabular"
+    default_ratio: float = 0.2
+    channels: int = 1
+
+    @property
+    def max_tokens(self) -> int:  # type: ignore[override]
+        return len(self.features)
+
+    def tokenize(self, raw: np.ndarray) -> TokenArrays:
+        values = np.asarray(raw, dtype=np.float32)
+        if values.ndim != 2 or values.shape[1] != len(self.features):
+            raise ValueError(f"expected rows of {len(self.features)} features, got shape {values.shape}")
+        if np.isinf(values).any():
+            raise ValueError("features contain inf")
+        valid = ~np.isnan(values)
+        scaled = np.where(valid, _standardise(values, self.mean, self.scale), 0.0).astype(np.float32)
+        return TokenArrays(inputs=scaled[..., None], valid=valid)
+
+
+@dataclass(frozen=True)
+class ValueSet(ModalitySpec):
+    """Variable-size sets of elements with C values each (e.g. particles: pT, y, phi, id).
+
+    The model learns one position per slot, so a set needs a canonical order: elements are
+    sorted by channel `sort_by` descending (pT for particles), the leading `max_tokens` kept,
+    and position = rank. (With no positions at all, every decoder query would be identical.)
+    Values are standardised per channel with `mean` / `scale`.
+    """
+
+    channels: int = 4
+    max_tokens: int = 64
+    sort_by: int = 0
+    mean: tuple[float, ...] = ()
+    scale: tuple[float, ...] = ()
+    name: str = "set"
+    default_ratio: float = 0.3
+
+    def tokenize(self, raw: list[np.ndarray]) -> TokenArrays:
+        n, c = len(raw), self.channels
+        inputs = np.zeros((n, self.max_tokens, c), dtype=np.float32)
+        valid = np.zeros((n, self.max_tokens), dtype=bool)
+        mean = self.mean or (0.0,) * c
+        scale = self.scale or (1.0,) * c
+        for i, elements in enumerate(raw):
+            elements = np.asarray(elements, dtype=np.float32).reshape(-1, c)
+            if not np.isfinite(elements).all():
+                raise ValueError(f"set {i} has NaN or inf values")
+            order = np.argsort(-elements[:, self.sort_by], kind="stable")[: self.max_tokens]
+            inputs[i, : len(order)] = _standardise(elements[order], mean, scale)
+            valid[i, : len(order)] = True
+        return TokenArrays(inputs=inputs, valid=valid)
+
+    def raw_features(self, tokens: TokenArrays) -> np.ndarray:
+        """Set size, and per channel the mean and maximum over elements."""
+        valid = tokens.valid[..., None]
+        count = np.maximum(valid.sum(1), 1)
+        mean = (tokens.inputs * valid).sum(1) / count
+        top = np.where(valid, tokens.inputs, -np.inf).max(1)
+        top[~np.isfinite(top)] = 0.0
+        return np.concatenate([tokens.valid.sum(1, keepdims=True).astype(np.float32), mean, top], axis=1)
+
+
+@dataclass(frozen=True)
+class SeriesPatches(ModalitySpec):
+    """Time series (T,) or (T, ch) of any length -> patches of `patch` steps, C = patch * ch.
+
+    Each series is z-normalised per channel (the UCR convention) when `znorm`; the last,
+    partial patch is zero-filled; series longer than `max_tokens * patch` steps are cut.
+    """
+
+    max_tokens: int = 64
+    patch: int = 4
+    series_channels: int = 1
+    znorm: bool = True
+    name: str = "series"
+    default_ratio: float = 0.3
+
+    @property
+    def channels(self) -> int:  # type: ignore[override]
+        return self.patch * self.series_channels
+
+    def tokenize(self, raw: list[np.ndarray]) -> TokenArrays:
+        n, p, ch = len(raw), self.patch, self.series_channels
+        inputs = np.zeros((n, self.max_tokens, p * ch), dtype=np.float32)
+        valid = np.zeros((n, self.max_tokens), dtype=bool)
+        for i, series in enumerate(raw):
+            series = np.asarray(series, dtype=np.float32).reshape(len(series), ch)[: self.max_tokens * p]
+            if not np.isfinite(series).all() or len(series) == 0:
+                raise ValueError(f"series {i} is empty or has NaN or inf values")
+            if self.znorm:
+                std = series.std(0)
+                series = (series - series.mean(0)) / np.where(std > 1e-8, std, 1.0)
+            k = -(-len(series) // p)
+            padded = np.zeros((k * p, ch), dtype=np.float32)
+            padded[: len(series)] = series
+            inputs[i, :k] = padded.reshape(k, p * ch)
+            valid[i, :k] = True
+        return TokenArrays(inputs=inputs, valid=valid)

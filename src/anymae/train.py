@@ -21,6 +21,7 @@ from tqdm import tqdm
 from anymae.checkpoint import FILENAME, Checkpoint, load_checkpoint, save_checkpoint
 from anymae.config import Config, TrainConfig, save_config
 from anymae.data import Dataset, load_dataset
+from anymae.diagnostics import MaskDiagnostics
 from anymae.errors import TrainingDiverged, UserError
 from anymae.masking import build_strategy
 from anymae.model import MaskedAutoencoder
@@ -133,7 +134,7 @@ def pretrain(
 
     torch.manual_seed(t.seed)
     model = MaskedAutoencoder(dataset.spec, config.model).to(device)
-    strategy = build_strategy(config.masking, dataset.spec)
+    strategy = build_strategy(config.masking, dataset.spec, config.model.mode)
     optimizer = make_optimizer(model, t)
     mask_generator = torch.Generator().manual_seed(t.seed)
     step = 0
@@ -157,6 +158,7 @@ def pretrain(
     batches = batch_order(len(train_index), batch_size, t.seed, step * t.accumulate)
     end = t.steps if stop_after is None else min(t.steps, stop_after)
     progress = Progress(t.steps, step, t.log_every)
+    diagnostics = MaskDiagnostics(dataset, config.masking, device)
     window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
     started, loss_value = time.perf_counter(), float("nan")
     model.train()
@@ -169,7 +171,9 @@ def pretrain(
             for _ in range(t.accumulate):
                 batch = dataset.tokens.batch(train_index[next(batches)], dataset.spec.discrete).to(device)
                 with autocast:
-                    loss = reconstruction(model, batch, strategy, mask_generator, progress=step / t.steps)["loss"]
+                    out = reconstruction(model, batch, strategy, mask_generator, progress=step / t.steps)
+                loss = out["loss"]
+                diagnostics.observe(out["masked"], batch.valid)
                 if not torch.isfinite(loss):
                     progress.close()
                     raise TrainingDiverged(
@@ -194,6 +198,7 @@ def pretrain(
                     "lr": lr,
                     "samples_per_s": window_steps * batch_size * t.accumulate / max(elapsed, 1e-9),
                     "elapsed_s": time.perf_counter() - started,
+                    **diagnostics.report(model),
                 }
                 metrics.write(json.dumps(record) + "\n")
                 metrics.flush()

@@ -14,6 +14,9 @@ from anymae.errors import UserError
 def load_dataset(config: DataConfig) -> Dataset:
     """A built-in dataset by name, or a user's file by path."""
     if config.name in BUILTINS:
+        modality = BUILTINS[config.name].modality
+        if config.modality and config.modality != modality:
+            raise UserError(f"dataset '{config.name}' is {modality} data, not --modality {config.modality}")
         return load_builtin(config.name, config)
     path = Path(config.name)
     if path.exists():

@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from anymae.config import DataConfig
+from anymae.data.carriers import Builtin, always
 from anymae.data.dataset import Dataset, random_splits
+from anymae.data.realdata import REAL_BUILTINS
 from anymae.errors import UserError
 from anymae.tokens import ImagePatches
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-
-
-@dataclass(frozen=True)
-class Builtin:
-    name: str
-    modality: str
-    size: str
-    task: str
-    metric: str
-    source: str
-    license: str
-    install: str  # the command that makes it ready; "" when always ready
-    ready: Callable[[], bool]
-    load: Callable[[DataConfig], Dataset]
 
 
 def read_idx(path: Path, offset: int) -> np.ndarray:
@@ -74,35 +60,34 @@ def load_digits(config: DataConfig) -> Dataset:
     )
 
 
-BUILTINS: dict[str, Builtin] = {
-    b.name: b
-    for b in (
-        Builtin(
-            "fashion-mnist",
-            "image",
-            "70,000 28x28 grey (55k/5k/10k)",
-            "10 classes",
-            "accuracy",
-            "Debian dataset-fashion-mnist",
-            "MIT",
-            "apt-get install -y --no-install-recommends dataset-fashion-mnist",
-            lambda: (FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz").exists(),
-            load_fashion_mnist,
-        ),
-        Builtin(
-            "digits",
-            "image",
-            "1,797 8x8 grey (60/20/20)",
-            "10 classes",
-            "accuracy",
-            "scikit-learn load_digits (bundled)",
-            "BSD-3-Clause",
-            "",
-            lambda: True,
-            load_digits,
-        ),
-    )
-}
+IMAGE_BUILTINS = (
+    Builtin(
+        "fashion-mnist",
+        "image",
+        "70,000 28x28 grey (55k/5k/10k)",
+        "10 classes",
+        "accuracy",
+        "Debian dataset-fashion-mnist",
+        "MIT",
+        "apt-get install -y --no-install-recommends dataset-fashion-mnist",
+        lambda: (FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz").exists(),
+        load_fashion_mnist,
+    ),
+    Builtin(
+        "digits",
+        "image",
+        "1,797 8x8 grey (60/20/20)",
+        "10 classes",
+        "accuracy",
+        "scikit-learn load_digits (bundled)",
+        "BSD-3-Clause",
+        "",
+        always,
+        load_digits,
+    ),
+)
+
+BUILTINS: dict[str, Builtin] = {b.name: b for b in (*IMAGE_BUILTINS, *REAL_BUILTINS)}
 
 
 def load_builtin(name: str, config: DataConfig) -> Dataset:

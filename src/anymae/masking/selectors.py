@@ -1,8 +1,15 @@
-"""Selectors: which tokens to hide (methods.md section 2). Each returns `masked` (B, N) bool."""
+"""Selectors: which tokens to hide (methods.md section 2). Each returns `masked` (B, N) bool.
+
+All are batched (no loop over samples), exact (m_b tokens per sample), never mask padding,
+and draw randomness only from the generator they are given.
+"""
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 
 
 def mask_top(scores: torch.Tensor, valid: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -13,18 +20,149 @@ def mask_top(scores: torch.Tensor, valid: torch.Tensor, counts: torch.Tensor) ->
     """
     scores = scores.detach().float().masked_fill(~valid, float("-inf"))
     order = scores.argsort(dim=1, descending=True, stable=True)
-    rank = torch.empty_like(order).scatter_(
-        1, order, torch.arange(order.shape[1], device=order.device).expand_as(order)
-    )
+    positions = torch.arange(order.shape[1], device=order.device).expand_as(order)
+    rank = torch.empty_like(order).scatter_(1, order, positions)
     return (rank < counts[:, None]) & valid
 
 
-def uniform_noise(valid: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Uniform noise (B, N) drawn from `generator` on its device (CPU generators stay on CPU)."""
-    noise = torch.rand(valid.shape, generator=generator, device=generator.device)
-    return noise.to(valid.device)
+def uniform_noise(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Uniform noise drawn from `generator` on its own device, then moved to `device`."""
+    return torch.rand(shape, generator=generator, device=generator.device).to(device)
 
 
 def random_mask(valid: torch.Tensor, counts: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """MAE/BERT: a uniformly random subset of m_b valid tokens."""
-    return mask_top(uniform_noise(valid, generator), valid, counts)
+    """MAE / BERT: a uniformly random subset of m_b valid tokens."""
+    return mask_top(uniform_noise(valid.shape, generator, valid.device), valid, counts)
+
+
+def span_mask(
+    valid: torch.Tensor, counts: torch.Tensor, generator: torch.Generator, mean_length: float = 3.0
+) -> torch.Tensor:
+    """SpanBERT-like 1-D spans: cut each sequence into segments of geometric length (mean
+    `mean_length`), give each segment one random score, and mask whole segments in score order;
+    the last one is cut to hit m_b exactly."""
+    starts = uniform_noise(valid.shape, generator, valid.device) < 1.0 / mean_length
+    starts[:, 0] = True
+    segment = starts.long().cumsum(dim=1) - 1
+    segment_score = uniform_noise(valid.shape, generator, valid.device)
+    return mask_top(segment_score.gather(1, segment), valid, counts)
+
+
+def block_mask(
+    valid: torch.Tensor, counts: torch.Tensor, generator: torch.Generator, grid: tuple[int, int], sizes=(2, 3, 4)
+) -> torch.Tensor:
+    """BEiT-like 2-D blocks: tile the grid with square blocks (side drawn per sample from `sizes`,
+    random offset), give each block one random score, and mask whole blocks in score order."""
+    b, n = valid.shape
+    rows, cols = grid
+    device = valid.device
+    side = torch.tensor(sizes, device=device)[
+        torch.randint(len(sizes), (b,), generator=generator, device=generator.device).to(device)
+    ]
+    offset = (uniform_noise((b, 2), generator, device) * side[:, None]).long()
+    y = torch.arange(n, device=device) // cols
+    x = torch.arange(n, device=device) % cols
+    block_y = (y[None] + offset[:, :1]) // side[:, None]
+    block_x = (x[None] + offset[:, 1:]) // side[:, None]
+    block = block_y * (cols + max(sizes)) + block_x  # a unique id per block
+    block_score = uniform_noise((b, (rows + max(sizes)) * (cols + max(sizes))), generator, device)
+    return mask_top(block_score.gather(1, block), valid, counts)
+
+
+def self_guided_mask(
+    scores: torch.Tensor,
+    valid: torch.Tensor,
+    counts: torch.Tensor,
+    generator: torch.Generator,
+    per_query: int = 3,
+    aggregation: str = "mean",
+    mask_self: bool = True,
+    sigma: float = 0.0,
+    position_debias: bool = False,
+) -> torch.Tensor:
+    """SMA (methods.md 2.3) from the guide layer's logits `scores` (B, H, Nq, N).
+
+    Queries are the tokens themselves when Nq == N (self mode) or learned latents otherwise.
+    `position_debias` (ours, methods.md 3.5) subtracts each position's mean score over the batch
+    before the top-k, so no position is hidden almost always just for being that position.
+    """
+    b, heads, n_queries, n = scores.shape
+    device = valid.device
+    attention = scores.detach().float().softmax(dim=-1).nan_to_num(0.0)
+    if aggregation == "mean":
+        attention = attention.mean(dim=1)
+    else:  # random_mix: one head per (sample, query) row
+        head = torch.randint(heads, (b, 1, n_queries, 1), generator=generator, device=generator.device).to(device)
+        attention = attention.gather(1, head.expand(-1, -1, -1, n)).squeeze(1)
+    tokens_are_queries = n_queries == n
+    query_valid = valid if tokens_are_queries else torch.ones(b, n_queries, dtype=torch.bool, device=device)
+    n_chosen = torch.minimum(torch.round(counts / per_query).long().clamp(min=1), query_valid.sum(1))
+    chosen = mask_top(uniform_noise((b, n_queries), generator, device), query_valid, n_chosen)
+    token_score = (attention * chosen[..., None]).sum(dim=1)  # sum of the chosen rows
+    if position_debias:
+        per_position = (token_score * valid).sum(0) / valid.sum(0).clamp(min=1)
+        token_score = token_score - per_position
+    if mask_self and tokens_are_queries:
+        token_score = token_score.masked_fill(chosen, float("inf"))
+    if sigma <= 0:
+        return mask_top(token_score, valid, counts)
+    # curriculum: the top (1 - sigma) share by score, the rest random among the remaining tokens
+    n_top = torch.round(counts * (1.0 - sigma)).long()
+    top = mask_top(token_score, valid, n_top)
+    rest = mask_top(uniform_noise(valid.shape, generator, device), valid & ~top, counts - n_top)
+    return top | rest
+
+
+def cosine_sigma(progress: float, schedule: float) -> float:
+    """Curriculum noise: 1 -> 0 by a half cosine over the first `schedule` of training, then 0."""
+    if schedule <= 0 or progress >= schedule:
+        return 0.0
+    return 0.5 * (1.0 + math.cos(math.pi * progress / schedule))
+
+
+def normalized_cut(features: torch.Tensor, valid: torch.Tensor, tau: float = 0.2, eps: float = 1e-5) -> torch.Tensor:
+    """TokenCut's bi-partition, batched: the generalised eigenvector y (B, N) of the
+    second-smallest eigenvalue of (D - W) y = λ D y, signed so that the main group (the side
+    holding argmax |y|) is positive. Padding gets y = 0 and never affects the valid tokens."""
+    z = F.normalize(features.float(), dim=-1)
+    similarity = z @ z.transpose(1, 2)
+    pair_valid = valid[:, :, None] & valid[:, None, :]
+    w = torch.where(similarity < tau, torch.full_like(similarity, eps), similarity) * pair_valid
+    degree = w.sum(dim=-1).clamp(min=eps)
+    inv_sqrt = degree.rsqrt() * valid
+    laplacian = torch.eye(w.shape[-1], device=w.device) - inv_sqrt[:, :, None] * w * inv_sqrt[:, None, :]
+    # padding: decoupled, with eigenvalue 3 (above the valid spectrum, which lies in [0, 2])
+    laplacian = laplacian * pair_valid + torch.diag_embed((~valid).float() * 3.0)
+    _, vectors = torch.linalg.eigh(laplacian.double())
+    y = (vectors[..., 1].float() * inv_sqrt).masked_fill(~valid, 0.0)
+    peak = y.abs().argmax(dim=1, keepdim=True)
+    y = (y - y.sum(1, keepdim=True) / valid.sum(1, keepdim=True).clamp(min=1)) * valid  # split at mean(y)
+    return y * torch.sign(y.gather(1, peak))
+
+
+def informed_scores(features: torch.Tensor, valid: torch.Tensor, cut: torch.Tensor, rank: str) -> torch.Tensor:
+    """Scores for the informed mask (methods.md 2.4 step 4), higher = masked first.
+
+    `main`: cosine similarity to the main group's mean feature (hides the main group as a whole);
+    `ambiguous`: minus the best similarity to either group's mean (hides tokens between groups).
+    """
+    z = F.normalize(features.float(), dim=-1)
+    main = ((cut > 0) & valid).float()
+    other = ((cut <= 0) & valid).float()
+
+    def group_similarity(members: torch.Tensor) -> torch.Tensor:
+        centre = F.normalize((z * members[..., None]).sum(1), dim=-1)
+        return (z * centre[:, None, :]).sum(-1)
+
+    if rank == "main":
+        return group_similarity(main)
+    return -torch.maximum(group_similarity(main), group_similarity(other))
+
+
+def with_hints(masked: torch.Tensor, valid: torch.Tensor, hint: float, generator: torch.Generator) -> torch.Tensor:
+    """Reveal a share `hint` of the masked tokens and mask as many random unmasked ones instead."""
+    counts = masked.sum(1)
+    n_hint = torch.minimum(torch.round(counts * hint).long(), (valid & ~masked).sum(1))
+    reveal = mask_top(uniform_noise(valid.shape, generator, valid.device), masked, n_hint)
+    add = mask_top(uniform_noise(valid.shape, generator, valid.device), valid & ~masked, n_hint)
+    return (masked & ~reveal) | add

@@ -90,6 +90,17 @@ class Block(nn.Module):
         self.norm_mlp = nn.LayerNorm(dim)
         self.mlp = MLP(dim, mlp_ratio)
 
+    @torch.no_grad()
+    def attention(self, x: torch.Tensor, key_valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Self-attention probabilities (B, H, N, N), computed explicitly (for diagnostics)."""
+        h = self.norm(x)
+        q = split_heads(self.q(h), self.heads)
+        k = split_heads(self.kv(h).chunk(2, dim=-1)[0], self.heads)
+        scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+        if key_valid is not None:
+            scores = scores.masked_fill(~key_valid[:, None, None, :], float("-inf"))
+        return scores.softmax(dim=-1)
+
     def forward(
         self, x: torch.Tensor, memory: torch.Tensor | None = None, key_valid: torch.Tensor | None = None
     ) -> torch.Tensor:

@@ -22,6 +22,14 @@ class Encoded:
     guide_attention: torch.Tensor  # (B, H, Nq, N), for diagnostics and pictures
 
 
+@dataclass
+class Inspection:
+    """A no-grad pass over all tokens: last-layer token features and the attention each token receives."""
+
+    features: torch.Tensor | None  # (B, N, D) in self mode; None in latent mode (no per-token features)
+    received: torch.Tensor  # (B, N): mean attention each token receives in the last layer that sees tokens
+
+
 def keep_visible(x: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Gather the kept tokens of each sample to the front, padded to the largest kept count."""
     n_keep = keep.sum(dim=1)
@@ -69,9 +77,9 @@ class MaskedAutoencoder(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def embed_tokens(self, batch: TokenBatch) -> torch.Tensor:
+    def embed_tokens(self, batch: TokenBatch, with_position: bool = True) -> torch.Tensor:
         x = self.embed(batch.ids) if self.spec.discrete else self.embed(batch.values)
-        if self.position is not None:
+        if self.position is not None and with_position:
             x = x + self.position[:, : x.shape[1]]
         return self.embed_norm(x)
 
@@ -99,6 +107,31 @@ class MaskedAutoencoder(nn.Module):
         for block in self.decoder:
             queries = block(queries, memory=memory, key_valid=encoded.memory_valid)
         return self.head(self.decoder_norm(queries))
+
+    @torch.no_grad()
+    def inspect(self, batch: TokenBatch) -> Inspection:
+        """One full pass with no mask (informed masks and attention-guided weights read it)."""
+        x = self.embed_tokens(batch)
+        valid = batch.valid
+        if self.latents is not None:
+            _, _, attention = self.guide(self.latents.expand(len(x), -1, -1), x, valid)
+            return Inspection(None, attention.mean(dim=(1, 2)))
+        x, _, attention = self.guide(x, x, valid)
+        if not self.blocks:
+            received = (attention * valid[:, None, :, None]).sum(2).mean(1) / valid.sum(1, keepdim=True)
+            return Inspection(self.norm(x) * valid[..., None], received * valid)
+        order = (~valid).to(torch.int8).argsort(dim=1, stable=True)
+        compact, key_valid = keep_visible(x, valid)
+        for block in self.blocks[:-1]:
+            compact = block(compact, key_valid=key_valid)
+        last = self.blocks[-1].attention(compact, key_valid)  # (B, H, K, K)
+        query_weight = torch.ones(compact.shape[:2], device=x.device) if key_valid is None else key_valid.float()
+        received = (last * query_weight[:, None, :, None]).sum(2).mean(1) / query_weight.sum(1, keepdim=True)
+        compact = self.norm(self.blocks[-1](compact, key_valid=key_valid))
+        width = compact.shape[1]
+        features = torch.zeros_like(x).scatter(1, order[:, :width, None].expand(-1, -1, x.shape[-1]), compact)
+        received_full = torch.zeros_like(valid, dtype=x.dtype).scatter(1, order[:, :width], received)
+        return Inspection(features * valid[..., None], received_full * valid)
 
     @torch.no_grad()
     def features(self, batch: TokenBatch) -> torch.Tensor:

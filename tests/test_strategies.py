@@ -1,0 +1,335 @@
+"""Every strategy against the section-0 contract, and each method on planted structure."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from anymae.config import MaskingConfig
+from anymae.masking import build_strategy, mask_counts
+from anymae.masking.selectors import (
+    block_mask,
+    cosine_sigma,
+    informed_scores,
+    mask_top,
+    normalized_cut,
+    random_mask,
+    self_guided_mask,
+    span_mask,
+    with_hints,
+)
+from anymae.masking.strategy import AttentionGuidedWeighting, Step
+from anymae.objective import masked_mean, reconstruction
+from tests.conftest import LENGTHS, padded_valid, tiny_model, value_batch
+
+CONFIGS = {
+    "random": MaskingConfig(strategy="random"),
+    "span": MaskingConfig(strategy="span"),
+    "block": MaskingConfig(strategy="block"),
+    "sma": MaskingConfig(strategy="sma"),
+    "sma-random_mix-curriculum": MaskingConfig(strategy="sma", aggregation="random_mix", curriculum=True),
+    "sma-no-self": MaskingConfig(strategy="sma", mask_self=False, per_query=1),
+    "informed-main": MaskingConfig(strategy="informed", start=0.0),
+    "informed-ambiguous": MaskingConfig(strategy="informed", start=0.0, rank="ambiguous"),
+    "random+attg-cut": MaskingConfig(loss_weighting="attention-guided", map_source="cut"),
+    "sma+attg-attention": MaskingConfig(strategy="sma", loss_weighting="attention-guided", map_source="attention"),
+    "informed+attg-cut": MaskingConfig(strategy="informed", start=0.0, loss_weighting="attention-guided"),
+    "uniform-per-sample-sma": MaskingConfig(strategy="sma", ratio="uniform:0.2,0.8", per_sample=True),
+    "sma-content-debias": MaskingConfig(strategy="sma", guide_scores="content", position_debias=True),
+}
+LATENT_OK = {
+    "random",
+    "span",
+    "block",
+    "sma",
+    "sma-random_mix-curriculum",
+    "uniform-per-sample-sma",
+    "sma-content-debias",
+}
+
+
+def run(name: str, mode: str = "self", seed: int = 0, progress: float = 0.5):
+    model = tiny_model(mode=mode).eval()
+    batch = value_batch()
+    strategy = build_strategy(CONFIGS[name], model.spec)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        out = reconstruction(model, batch, strategy, g, progress)
+    return model, batch, strategy, out
+
+
+def cases():
+    for name in CONFIGS:
+        yield name, "self"
+        if name in LATENT_OK:
+            yield name, "latent"
+
+
+@pytest.mark.parametrize("name,mode", list(cases()))
+def test_contract_exact_counts_padding_and_determinism(name, mode):
+    model, batch, strategy, out = run(name, mode)
+    g = torch.Generator().manual_seed(0)
+    expected = mask_counts(strategy.ratio(len(batch.valid), g), batch.valid)
+    assert out["masked"].sum(1).tolist() == expected.tolist()
+    assert not (out["masked"] & ~batch.valid).any()
+    torch.manual_seed(1234)  # the global RNG plays no part
+    assert torch.equal(run(name, mode)[3]["masked"], out["masked"])
+    assert torch.isfinite(out["loss"])
+
+
+@pytest.mark.parametrize("name,mode", list(cases()))
+def test_no_masked_content_reaches_the_encoder(name, mode):
+    model, batch, _, out = run(name, mode)
+    masked = out["masked"]
+    changed = value_batch(seed=9)
+    changed.values = torch.where((batch.valid & ~masked)[..., None], batch.values, changed.values * 50)
+    with torch.no_grad():
+        a, b = model.encode(batch, masked=masked), model.encode(changed, masked=masked)
+    assert torch.allclose(a.memory, b.memory, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["sma", "informed-main"])
+def test_no_gradient_flows_through_selection(name):
+    model = tiny_model()
+    batch = value_batch()
+    out = reconstruction(model, batch, build_strategy(CONFIGS[name], model.spec), torch.Generator().manual_seed(0), 0.5)
+    assert not out["masked"].requires_grad
+    out["loss"].backward()  # the selection's tensors are detached: backward works and reaches the guide layer
+    assert model.guide.q.weight.grad is not None
+
+
+def block_scores(n: int = 12, block: int = 4) -> torch.Tensor:
+    """Logits (1, 1, n, n): tokens attend strongly within their block of `block` tokens."""
+    group = torch.arange(n) // block
+    return torch.where(group[:, None] == group[None, :], 8.0, 0.0)[None, None]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sma_masks_whole_blocks_of_a_block_attention(seed):
+    valid = torch.ones(1, 12, dtype=torch.bool)
+    masked = self_guided_mask(
+        block_scores(), valid, torch.tensor([4]), torch.Generator().manual_seed(seed), per_query=4
+    )
+    group = (torch.arange(12) // 4)[masked[0]]
+    assert masked.sum() == 4 and group.unique().numel() == 1
+
+
+def test_sma_with_two_queries_masks_two_whole_blocks():
+    valid = torch.ones(1, 12, dtype=torch.bool)
+    masked = self_guided_mask(block_scores(), valid, torch.tensor([8]), torch.Generator().manual_seed(3), per_query=4)
+    counts = torch.bincount((torch.arange(12) // 4)[masked[0]], minlength=3)
+    assert sorted(counts.tolist()) == [0, 4, 4]
+
+
+def test_sma_mask_self_forces_the_chosen_queries_into_the_mask():
+    # uniform attention: scores carry no preference, so only mask_self decides
+    scores = torch.zeros(1, 1, 10, 10)
+    valid = torch.ones(1, 10, dtype=torch.bool)
+    g = torch.Generator().manual_seed(0)
+    chosen = mask_top(torch.rand((1, 10), generator=torch.Generator().manual_seed(0)), valid, torch.tensor([1]))
+    masked = self_guided_mask(scores, valid, torch.tensor([3]), g, per_query=3, mask_self=True)
+    assert (masked & chosen).sum() == 1
+
+
+def test_sma_latent_mode_scores_come_from_latent_rows():
+    scores = torch.full((1, 2, 5, 12), -10.0)
+    scores[:, :, :, 8:] = 10.0  # every latent looks at tokens 8..11
+    masked = self_guided_mask(scores, torch.ones(1, 12, dtype=torch.bool), torch.tensor([4]), torch.Generator())
+    assert masked[0, 8:].all() and not masked[0, :8].any()
+
+
+def test_curriculum_is_random_at_sigma_1_and_top_k_at_sigma_0():
+    b, n = 3000, 10
+    scores = torch.linspace(0, 5, n).expand(b, 1, n, n).clone()  # every query prefers the last tokens
+    valid = torch.ones(b, n, dtype=torch.bool)
+    counts = torch.full((b,), 3)
+    top = self_guided_mask(scores, valid, counts, torch.Generator().manual_seed(0), per_query=3, mask_self=False)
+    assert top[:, 7:].all() and not top[:, :7].any()
+    noisy = self_guided_mask(scores, valid, counts, torch.Generator().manual_seed(0), 3, mask_self=False, sigma=1.0)
+    assert noisy.sum(1).eq(3).all()
+    assert torch.allclose(noisy.float().mean(0), torch.full((n,), 0.3), atol=0.04)
+    half = self_guided_mask(scores, valid, counts, torch.Generator().manual_seed(0), 3, mask_self=False, sigma=0.5)
+    assert half[:, 8:].all() and half.sum(1).eq(3).all()  # round(3 * 0.5) = 2 top positions kept
+
+
+def test_cosine_sigma_schedule():
+    assert cosine_sigma(0.0, 0.25) == 1.0
+    assert cosine_sigma(0.125, 0.25) == pytest.approx(0.5)
+    assert cosine_sigma(0.25, 0.25) == 0.0 and cosine_sigma(0.9, 0.25) == 0.0
+
+
+def two_clusters(sizes=(10, 6), noise=0.05, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    d = 16
+    centres = torch.eye(d)[:2] * 3
+    groups = torch.cat([torch.full((s,), i) for i, s in enumerate(sizes)])
+    perm = torch.randperm(len(groups), generator=g)
+    groups = groups[perm]
+    features = centres[groups] + noise * torch.randn(len(groups), d, generator=g)
+    return features[None], groups[None]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_normalized_cut_recovers_two_clusters_and_main_masks_one_group(seed):
+    features, groups = two_clusters(seed=seed)
+    n = groups.shape[1]
+    valid = torch.ones(1, n, dtype=torch.bool)
+    y = normalized_cut(features, valid, tau=0.2)
+    side = y > 0
+    assert torch.equal(side, groups == groups[side].mode().values)  # the partition is the clusters
+    main_group = groups[side][0]
+    count = int(side.sum())
+    masked = mask_top(informed_scores(features, valid, y, "main"), valid, torch.tensor([count]))
+    assert torch.equal(masked, groups == main_group)
+    assert count == 6  # the smaller cluster holds argmax |y| here
+
+
+def test_normalized_cut_ignores_padding():
+    features, groups = two_clusters(seed=1)
+    padded = torch.cat([features, torch.randn(1, 5, 16) * 10], dim=1)
+    valid = torch.cat([torch.ones(1, 16), torch.zeros(1, 5)], dim=1).bool()
+    y = normalized_cut(padded, valid)
+    assert torch.equal(y[0, 16:], torch.zeros(5))
+    assert torch.allclose(y[:, :16], normalized_cut(features, torch.ones(1, 16, dtype=torch.bool)), atol=1e-4)
+
+
+def test_hints_keep_the_exact_count():
+    valid = padded_valid(LENGTHS, 16)
+    counts = mask_counts(torch.full((len(LENGTHS),), 0.5), valid)
+    g = torch.Generator().manual_seed(0)
+    masked = random_mask(valid, counts, g)
+    hinted = with_hints(masked, valid, 0.3, g)
+    assert hinted.sum(1).tolist() == counts.tolist() and not (hinted & ~valid).any()
+    swapped = (masked & ~hinted).sum(1)
+    assert swapped.tolist() == torch.minimum(torch.round(counts * 0.3).long(), (valid & ~masked).sum(1)).tolist()
+
+
+def test_attention_guided_weights_are_1_at_0_and_e_to_1_over_tau_at_1():
+    valid = torch.ones(1, 5, dtype=torch.bool)
+    importance = torch.tensor([[0.0, 0.25, 0.5, 0.75, 1.0]]) * 7 + 2  # min-max normalised to 0..1
+    weighting = AttentionGuidedWeighting(source="given", tau=0.75)
+    model = tiny_model()
+    batch = value_batch([5], n=5, channels=4)
+    batch.importance = importance
+    weights = weighting(Step(model, batch, torch.Generator(), 0.0, torch.tensor([2])))
+    assert weights[0, 0].item() == pytest.approx(1.0)
+    assert weights[0, -1].item() == pytest.approx(math.exp(1 / 0.75))
+    assert weights[0, 2].item() == pytest.approx(math.exp(0.5 / 0.75))
+    assert valid.all()
+
+
+def test_a_constant_weight_scales_the_plain_loss():
+    losses = torch.rand(4, 9)
+    masked = torch.rand(4, 9) < 0.5
+    plain = masked_mean(losses, masked)
+    assert masked_mean(losses, masked, torch.full_like(losses, 2.5)).item() == pytest.approx(2.5 * plain.item())
+    by_weights = masked_mean(losses, masked, torch.full_like(losses, 2.5), by_weights=True)
+    assert by_weights.item() == pytest.approx(plain.item())
+
+
+def test_tau_schedule_runs_from_tau_to_tau_end():
+    weighting = AttentionGuidedWeighting(tau=1.0, tau_end=0.5)
+    assert weighting.tau_at(0.0) == pytest.approx(1.0) and weighting.tau_at(1.0) == pytest.approx(0.5)
+    assert weighting.tau_at(0.5) == pytest.approx(0.75)
+
+
+def test_span_masks_are_contiguous_and_block_masks_are_compact():
+    valid = torch.ones(2000, 48, dtype=torch.bool)
+    counts = torch.full((2000,), 12)
+    g = torch.Generator().manual_seed(0)
+
+    def mean_run(masked: torch.Tensor) -> float:
+        starts = masked[:, 0].sum() + (masked[:, 1:] & ~masked[:, :-1]).sum()
+        return float(masked.sum() / starts)
+
+    span, rand = span_mask(valid, counts, g), random_mask(valid, counts, g)
+    assert span.sum(1).eq(12).all() and mean_run(span) > 1.5 * mean_run(rand)
+
+    grid = (6, 8)
+    block = block_mask(valid, counts, g, grid)
+    assert block.sum(1).eq(12).all()
+
+    def neighbour_share(masked: torch.Tensor) -> float:
+        m = masked.view(-1, *grid)
+        pad = torch.nn.functional.pad(m.float(), (1, 1, 1, 1))
+        neighbours = pad[:, :-2, 1:-1] + pad[:, 2:, 1:-1] + pad[:, 1:-1, :-2] + pad[:, 1:-1, 2:]
+        return float(((neighbours > 0) & m).sum() / m.sum())
+
+    assert neighbour_share(block) > neighbour_share(rand) + 0.2
+
+
+def test_informed_uses_random_masks_during_warm_up():
+    model = tiny_model().eval()
+    batch = value_batch()
+    strategy = build_strategy(MaskingConfig(strategy="informed", start=0.5), model.spec)
+    warm = strategy.plan(model, batch, torch.Generator().manual_seed(0), progress=0.1).masked
+    g = torch.Generator().manual_seed(0)
+    counts = mask_counts(strategy.ratio(len(LENGTHS), g), batch.valid)
+    assert torch.equal(warm, random_mask(batch.valid, counts, g))
+
+
+@pytest.mark.parametrize(
+    "config,message",
+    [
+        (MaskingConfig(strategy="nope"), "masking.strategy must be one of"),
+        (MaskingConfig(strategy="sma", aggregation="max"), "masking.aggregation"),
+        (MaskingConfig(loss_weighting="attention-guided", map_source="dino"), "masking.map_source"),
+        (MaskingConfig(strategy="block"), "block masks need tokens on a 2-D grid"),
+    ],
+)
+def test_bad_masking_settings_are_clear_errors(config, message):
+    from anymae.errors import UserError
+    from anymae.tokens import ByteSequence
+
+    with pytest.raises(UserError, match=message):
+        build_strategy(config, ByteSequence())
+
+
+def test_informed_and_attention_guided_share_one_full_pass(monkeypatch):
+    model = tiny_model().eval()
+    calls = []
+    original = model.inspect
+    monkeypatch.setattr(model, "inspect", lambda batch: calls.append(1) or original(batch))
+    strategy = build_strategy(CONFIGS["informed+attg-cut"], model.spec)
+    plan = strategy.plan(model, value_batch(), torch.Generator().manual_seed(0), progress=0.5)
+    assert len(calls) == 1 and plan.masked is not None and plan.weights is not None
+
+
+def test_content_guide_scores_ignore_the_position_embeddings():
+    def mask_with(guide_scores: str, position_scale: float) -> torch.Tensor:
+        model = tiny_model().eval()
+        with torch.no_grad():
+            model.position.mul_(position_scale)
+        strategy = build_strategy(MaskingConfig(strategy="sma", guide_scores=guide_scores), model.spec)
+        with torch.no_grad():
+            return reconstruction(model, value_batch(), strategy, torch.Generator().manual_seed(0))["masked"]
+
+    assert torch.equal(mask_with("content", 1.0), mask_with("content", 50.0))
+    assert not torch.equal(mask_with("full", 1.0), mask_with("full", 50.0))
+
+
+def test_position_debias_removes_a_purely_positional_preference():
+    b, n = 2000, 12
+    g = torch.Generator().manual_seed(0)
+    content = torch.randn(b, 1, n, n, generator=g)
+    scores = content + torch.linspace(0, 6, n)  # every query prefers the last positions
+    valid = torch.ones(b, n, dtype=torch.bool)
+    counts = torch.full((b,), 4)
+    biased = self_guided_mask(scores, valid, counts, torch.Generator().manual_seed(1), mask_self=False)
+    debiased = self_guided_mask(
+        scores, valid, counts, torch.Generator().manual_seed(1), mask_self=False, position_debias=True
+    )
+    assert biased.float().mean(0)[-1] > 0.9 and biased.float().mean(0)[0] < 0.05
+    frequency = debiased.float().mean(0)
+    assert frequency.max() - frequency.min() < 0.25 and debiased.sum(1).eq(4).all()
+
+
+def test_cut_based_methods_refuse_latent_mode_before_training():
+    from anymae.errors import UserError
+    from anymae.tokens import ByteSequence
+
+    for config in (CONFIGS["informed-main"], CONFIGS["random+attg-cut"]):
+        with pytest.raises(UserError, match="model.mode=self"):
+            build_strategy(config, ByteSequence(), model_mode="latent")
