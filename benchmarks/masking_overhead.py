@@ -20,9 +20,8 @@ import torch
 
 from anymae.config import Config, MaskingConfig
 from anymae.data import load_dataset
-from anymae.masking import build_strategy, mask_counts
+from anymae.masking import build_strategy
 from anymae.masking.selectors import self_guided_mask
-from anymae.masking.strategy import Step
 from anymae.model import MaskedAutoencoder
 from anymae.objective import reconstruction
 from anymae.train import make_optimizer
@@ -40,18 +39,18 @@ STRATEGIES = {
 
 def selection_seconds(name: str, model, strategy, batch, generator) -> float:
     """Time to choose one mask (for SMA from the guide layer's logits, as inside the forward pass)."""
-    counts = mask_counts(strategy.ratio(len(batch.valid), generator), batch.valid)
+    step = strategy.step(model, batch, generator, 1.0)
     with torch.no_grad():
         if name.startswith("sma"):
             x = model.embed_tokens(batch)
             scores, _ = model.guide.logits(x, x, batch.valid)
             start = time.perf_counter()
-            self_guided_mask(scores, batch.valid, counts, generator)
+            self_guided_mask(scores, batch.valid, step.counts, generator)
             return time.perf_counter() - start
         start = time.perf_counter()
-        strategy.selector(Step(model, batch, generator, 1.0, counts))
+        strategy.selector(step)  # one full pass serves selector and weighting
         if strategy.weighting is not None:
-            strategy.weighting(Step(model, batch, generator, 1.0, counts))
+            strategy.weighting(step)
         return time.perf_counter() - start
 
 

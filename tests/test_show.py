@@ -51,3 +51,22 @@ def test_show_draws_a_png_and_writes_the_summary(tmp_path, strategy, capsys):
         0 <= summary["masked_neighbour_share"] <= 1
         and "masked tokens with a masked neighbour" in capsys.readouterr().out
     )
+
+
+@pytest.mark.parametrize("kind", ["text", "table"])
+def test_show_draws_strips_for_sequences_and_a_heat_map_for_features(tmp_path, kind):
+    rng = np.random.default_rng(0)
+    if kind == "text":
+        data = tmp_path / "lines.txt"
+        data.write_text("".join(f"sample number {i} says {'ab' * (i % 7)}\n" for i in range(60)))
+    else:
+        data = tmp_path / "table.csv"
+        rows = "".join(",".join(f"{v:.3f}" for v in rng.normal(size=6)) + f",{i % 2}\n" for i in range(60))
+        data.write_text("a,b,c,d,e,f,y\n" + rows)
+    run = tmp_path / "run"
+    assert main(["pretrain", "--data", str(data), "--steps", "2", "--out", str(run), *TINY, "train.batch_size=16"]) == 0
+    out = tmp_path / "masks.png"
+    assert main(["show", "--checkpoint", str(run), "--out", str(out), "--samples", "4"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["samples"] == 12 and "masked_neighbour_share" not in summary  # no grid

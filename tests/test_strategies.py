@@ -291,10 +291,11 @@ def test_informed_and_attention_guided_share_one_full_pass(monkeypatch):
     model = tiny_model().eval()
     calls = []
     original = model.inspect
-    monkeypatch.setattr(model, "inspect", lambda batch: calls.append(1) or original(batch))
+    monkeypatch.setattr(model, "inspect", lambda batch, **kw: calls.append(kw) or original(batch, **kw))
     strategy = build_strategy(CONFIGS["informed+attg-cut"], model.spec)
     plan = strategy.plan(model, value_batch(), torch.Generator().manual_seed(0), progress=0.5)
     assert len(calls) == 1 and plan.masked is not None and plan.weights is not None
+    assert calls[0] == {"with_received": False}  # the cut map needs no attention map: it is skipped
 
 
 def test_content_guide_scores_ignore_the_position_embeddings():

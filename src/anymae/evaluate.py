@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import accuracy_score, mean_squared_error
+from sklearn.metrics import accuracy_score, mean_squared_error, roc_auc_score
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.preprocessing import StandardScaler
 
@@ -36,54 +36,61 @@ def embed(model: MaskedAutoencoder, dataset: Dataset, index: np.ndarray, batch_s
     return np.concatenate(parts) if parts else np.zeros((0, model.config.dim), dtype=np.float32)
 
 
-def score(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    if task == "classification":
-        return float(accuracy_score(y_true, y_pred))
-    return float(np.sqrt(mean_squared_error(y_true, y_pred)))
+HIGHER_IS_BETTER = {"accuracy": True, "roc_auc": True, "rmse": False}
 
 
-def better(task: str, a: float, b: float) -> bool:
-    return a > b if task == "classification" else a < b
+def score(metric: str, model, x: np.ndarray, y: np.ndarray) -> float:
+    """The dataset's metric for a fitted scikit-learn model on (x, y)."""
+    if metric == "accuracy":
+        return float(accuracy_score(y, model.predict(x)))
+    if metric == "roc_auc":
+        return float(roc_auc_score(y, model.predict_proba(x)[:, 1]))
+    return float(np.sqrt(mean_squared_error(y, model.predict(x))))
 
 
-def linear_probe(task: str, features: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict:
-    """Logistic (or ridge) regression on standardised features; C chosen on validation.
+def better(metric: str, a: float, b: float) -> bool:
+    return a > b if HIGHER_IS_BETTER[metric] else a < b
+
+
+def linear_probe(metric: str, features: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict:
+    """Logistic (or ridge, for rmse) regression on standardised features; C chosen on validation.
 
     The sweep runs from strong to weak regularisation, each fit warm-started from the previous
     one, and stops once validation has got worse twice in a row (the large-C fits are the slow ones).
     """
     scaler = StandardScaler().fit(features["train"])
     x = {split: scaler.transform(f) for split, f in features.items()}
-    head = LogisticRegression(max_iter=300, warm_start=True) if task == "classification" else Ridge()
+    classify = metric != "rmse"
+    head = LogisticRegression(max_iter=300, warm_start=True) if classify else Ridge()
     best, converged, worse = None, True, 0
     for c in REGULARISATION:
         if worse == 2:
             break
-        head.set_params(**({"C": c} if task == "classification" else {"alpha": 1.0 / c}))
+        head.set_params(**({"C": c} if classify else {"alpha": 1.0 / c}))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             head.fit(x["train"], labels["train"])
-        val = score(task, labels["val"], head.predict(x["val"]))
-        if best is None or better(task, val, best[0]):
+        val = score(metric, head, x["val"], labels["val"])
+        if best is None or better(metric, val, best[0]):
             best = (val, c, copy.deepcopy(head))
             converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
             worse = 0
         else:
             worse += 1
     val, c, chosen = best
-    return {"val": val, "test": score(task, labels["test"], chosen.predict(x["test"])), "C": c, "converged": converged}
+    return {"val": val, "test": score(metric, chosen, x["test"], labels["test"]), "C": c, "converged": converged}
 
 
-def knn(task: str, features: dict[str, np.ndarray], labels: dict[str, np.ndarray], k: int) -> dict:
+def knn(metric: str, features: dict[str, np.ndarray], labels: dict[str, np.ndarray], k: int) -> dict:
     """k-NN with cosine distance, neighbours weighted by inverse distance; k fixed (stated)."""
     k = min(k, len(features["train"]))
-    model = (KNeighborsClassifier if task == "classification" else KNeighborsRegressor)(
+    model = (KNeighborsRegressor if metric == "rmse" else KNeighborsClassifier)(
         n_neighbors=k, metric="cosine", weights="distance"
     )
     model.fit(features["train"], labels["train"])
     return {
-        "val": score(task, labels["val"], model.predict(features["val"])),
-        "test": score(task, labels["test"], model.predict(features["test"])),
+        "val": score(metric, model, features["val"], labels["val"]),
+        "test": score(metric, model, features["test"], labels["test"]),
         "k": k,
     }
 
@@ -99,30 +106,33 @@ def probe_splits(dataset: Dataset, config: ProbeConfig) -> dict[str, np.ndarray]
     return splits
 
 
-def evaluate_features(task: str, features: dict[str, np.ndarray], labels: dict[str, np.ndarray], k: int) -> dict:
-    return {"linear": linear_probe(task, features, labels), "knn": knn(task, features, labels, k)}
+def evaluate_features(metric: str, features: dict[str, np.ndarray], labels: dict[str, np.ndarray], k: int) -> dict:
+    return {"linear": linear_probe(metric, features, labels), "knn": knn(metric, features, labels, k)}
 
 
 def probe_report(model: MaskedAutoencoder, dataset: Dataset, config: ProbeConfig) -> dict:
     """Linear probe and k-NN on the pretrained encoder, the same encoder untrained, and raw inputs."""
     splits = probe_splits(dataset, config)
+    metric = dataset.metric if dataset.metric in HIGHER_IS_BETTER else "accuracy"
+    if dataset.task == "regression":
+        metric = "rmse"
     labels = {name: dataset.labels[index] for name, index in splits.items()}
     untrained = untrained_like(model)
     encoders = {"pretrained": model, "untrained": untrained}
     report: dict = {
         "dataset": dataset.name,
         "task": dataset.task,
-        "metric": "accuracy" if dataset.task == "classification" else "rmse",
+        "metric": metric,
         "sizes": {name: int(len(index)) for name, index in splits.items()},
     }
     for name, encoder in encoders.items():
         features = {split: embed(encoder, dataset, index, config.batch_size) for split, index in splits.items()}
-        report[name] = evaluate_features(dataset.task, features, labels, config.knn_k)
+        report[name] = evaluate_features(metric, features, labels, config.knn_k)
     raw = {
         split: dataset.spec.raw_features(TokenArrays(dataset.tokens.inputs[index], dataset.tokens.valid[index]))
         for split, index in splits.items()
     }
-    report["raw"] = evaluate_features(dataset.task, raw, labels, config.knn_k)
+    report["raw"] = evaluate_features(metric, raw, labels, config.knn_k)
     return report
 
 

@@ -336,6 +336,7 @@ def load_quark_gluon(config: DataConfig) -> Dataset:
         license="generated (Pythia 8 is GPL-2.0-or-later)",
     )
     dataset.notes["classes"] = ["quark", "gluon"]
+    dataset.metric = "roc_auc"
     return dataset
 
 
@@ -345,7 +346,7 @@ def load_higgs_like(config: DataConfig) -> Dataset:
     columns = [*map(str, arrays["names"]), "signal"]
     rows = [[*x, y] for x, y in zip(arrays["x"].tolist(), arrays["y"].tolist())]
     table = Table(path, columns, rows, [f"event {i + 1}" for i in range(len(rows))])
-    return tabular_dataset(
+    dataset = tabular_dataset(
         table,
         strict(path),
         config,
@@ -355,6 +356,8 @@ def load_higgs_like(config: DataConfig) -> Dataset:
         source=f"generated with Pythia 8 ({particles.PYTHIA}), cached in {path}",
         license="generated (Pythia 8 is GPL-2.0-or-later)",
     )
+    dataset.metric = "roc_auc"
+    return dataset
 
 
 def generated(name: str, modality: str, task: str, flag: str, load) -> Builtin:
@@ -363,7 +366,7 @@ def generated(name: str, modality: str, task: str, flag: str, load) -> Builtin:
         modality,
         "generated on this machine (60/20/20)",
         task,
-        "accuracy",
+        "roc_auc",
         f"generated with Pythia 8 ({particles.PYTHIA}); anymae data prepare {name}",
         "generated (Pythia 8: GPL-2.0-or-later)",
         f"{particles.INSTALL} && anymae data prepare {name} {flag} 10000",

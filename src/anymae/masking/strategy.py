@@ -48,6 +48,7 @@ class Step:
     generator: torch.Generator
     progress: float
     counts: torch.Tensor
+    needs_received: bool = True  # whether the full pass must also map the attention each token receives
     _inspection: Inspection | None = field(default=None, repr=False)
     _cut: torch.Tensor | None = field(default=None, repr=False)
 
@@ -56,7 +57,7 @@ class Step:
         if self._inspection is None:
             was_training = self.model.training
             self.model.eval()
-            self._inspection = self.model.inspect(self.batch)
+            self._inspection = self.model.inspect(self.batch, with_received=self.needs_received)
             self.model.train(was_training)
         return self._inspection
 
@@ -190,12 +191,18 @@ class MaskingStrategy:
     weighting: AttentionGuidedWeighting | None = None
     normalise_by_weights: bool = False
 
+    def step(
+        self, model: MaskedAutoencoder, batch: TokenBatch, generator: torch.Generator, progress: float
+    ) -> Step:
+        """Draw this batch's ratios and counts; `progress` is the fraction of training done, in [0, 1]."""
+        counts = mask_counts(self.ratio(len(batch.valid), generator), batch.valid)
+        needs_received = self.weighting is not None and self.weighting.source == "attention"
+        return Step(model, batch, generator, progress, counts, needs_received)
+
     def plan(
         self, model: MaskedAutoencoder, batch: TokenBatch, generator: torch.Generator, progress: float
     ) -> MaskPlan:
-        """`progress` is the fraction of training done, in [0, 1], for schedules."""
-        counts = mask_counts(self.ratio(len(batch.valid), generator), batch.valid)
-        step = Step(model, batch, generator, progress, counts)
+        step = self.step(model, batch, generator, progress)
         plan = self.selector(step)
         if self.weighting is not None:
             plan.weights = self.weighting(step)

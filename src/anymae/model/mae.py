@@ -27,7 +27,7 @@ class Inspection:
     """A no-grad pass over all tokens: last-layer token features and the attention each token receives."""
 
     features: torch.Tensor | None  # (B, N, D) in self mode; None in latent mode (no per-token features)
-    received: torch.Tensor  # (B, N): mean attention each token receives in the last layer that sees tokens
+    received: torch.Tensor | None  # (B, N): mean attention each token receives in the last layer; None if skipped
 
 
 def keep_visible(x: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -109,8 +109,10 @@ class MaskedAutoencoder(nn.Module):
         return self.head(self.decoder_norm(queries))
 
     @torch.no_grad()
-    def inspect(self, batch: TokenBatch) -> Inspection:
-        """One full pass with no mask (informed masks and attention-guided weights read it)."""
+    def inspect(self, batch: TokenBatch, with_received: bool = True) -> Inspection:
+        """One full pass with no mask (informed masks and attention-guided weights read it).
+
+        `with_received=False` skips the explicit last-layer attention map when no one reads it."""
         x = self.embed_tokens(batch)
         valid = batch.valid
         if self.latents is not None:
@@ -124,14 +126,16 @@ class MaskedAutoencoder(nn.Module):
         compact, key_valid = keep_visible(x, valid)
         for block in self.blocks[:-1]:
             compact = block(compact, key_valid=key_valid)
-        last = self.blocks[-1].attention(compact, key_valid)  # (B, H, K, K)
-        query_weight = torch.ones(compact.shape[:2], device=x.device) if key_valid is None else key_valid.float()
-        received = (last * query_weight[:, None, :, None]).sum(2).mean(1) / query_weight.sum(1, keepdim=True)
-        compact = self.norm(self.blocks[-1](compact, key_valid=key_valid))
         width = compact.shape[1]
+        received = None
+        if with_received:
+            last = self.blocks[-1].attention(compact, key_valid)  # (B, H, K, K)
+            weight = torch.ones(compact.shape[:2], device=x.device) if key_valid is None else key_valid.float()
+            received = (last * weight[:, None, :, None]).sum(2).mean(1) / weight.sum(1, keepdim=True)
+            received = torch.zeros_like(valid, dtype=x.dtype).scatter(1, order[:, :width], received) * valid
+        compact = self.norm(self.blocks[-1](compact, key_valid=key_valid))
         features = torch.zeros_like(x).scatter(1, order[:, :width, None].expand(-1, -1, x.shape[-1]), compact)
-        received_full = torch.zeros_like(valid, dtype=x.dtype).scatter(1, order[:, :width], received)
-        return Inspection(features * valid[..., None], received_full * valid)
+        return Inspection(features * valid[..., None], received)
 
     @torch.no_grad()
     def features(self, batch: TokenBatch) -> torch.Tensor:
