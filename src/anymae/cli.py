@@ -180,9 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="built-in dataset name (see `anymae data list`) or a file path")
     p.add_argument("--strategy", choices=STRATEGIES, help="masking strategy (default: random)")
     p.add_argument("--ratio", help="mask ratio: 'fixed:R' or 'uniform:LO,HI' (default: the modality's)")
-    p.add_argument(
-        "--loss-weighting", choices=LOSS_WEIGHTINGS, help="uniform (default) or attention-guided (AttG)"
-    )
+    p.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS, help="uniform (default) or attention-guided (AttG)")
     p.add_argument("--steps", type=int, help="optimizer steps (default: 1000)")
     p.add_argument("--seed", type=int, help="seed for initialisation, data order and masks (default: 0)")
     p.add_argument("--config", type=Path, help="YAML recipe (sections data, model, masking, train, probe)")

@@ -191,9 +191,7 @@ class MaskingStrategy:
     weighting: AttentionGuidedWeighting | None = None
     normalise_by_weights: bool = False
 
-    def step(
-        self, model: MaskedAutoencoder, batch: TokenBatch, generator: torch.Generator, progress: float
-    ) -> Step:
+    def step(self, model: MaskedAutoencoder, batch: TokenBatch, generator: torch.Generator, progress: float) -> Step:
         """Draw this batch's ratios and counts; `progress` is the fraction of training done, in [0, 1]."""
         counts = mask_counts(self.ratio(len(batch.valid), generator), batch.valid)
         needs_received = self.weighting is not None and self.weighting.source == "attention"
