@@ -76,7 +76,7 @@ def main() -> None:
     for name, masking in STRATEGIES.items():
         torch.manual_seed(0)
         model = MaskedAutoencoder(dataset.spec, config.model)
-        runs[name] = (model, build_strategy(masking, dataset.spec), make_optimizer(model, config.train))
+        runs[name] = (model, build_strategy(masking, dataset.spec, config.model), make_optimizer(model, config.train))
     generator = torch.Generator().manual_seed(0)
     step_times: dict[str, list[float]] = {name: [] for name in runs}
     select_times: dict[str, list[float]] = {name: [] for name in runs}

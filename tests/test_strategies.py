@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from anymae.config import MaskingConfig
+from anymae.config import MaskingConfig, ModelConfig
 from anymae.masking import build_strategy, mask_counts
 from anymae.masking.selectors import (
     block_mask,
@@ -291,11 +291,11 @@ def test_informed_and_attention_guided_share_one_full_pass(monkeypatch):
     model = tiny_model().eval()
     calls = []
     original = model.inspect
-    monkeypatch.setattr(model, "inspect", lambda batch, **kw: calls.append(kw) or original(batch, **kw))
+    monkeypatch.setattr(model, "inspect", lambda batch, *args: calls.append(args) or original(batch, *args))
     strategy = build_strategy(CONFIGS["informed+attg-cut"], model.spec)
     plan = strategy.plan(model, value_batch(), torch.Generator().manual_seed(0), progress=0.5)
     assert len(calls) == 1 and plan.masked is not None and plan.weights is not None
-    assert calls[0] == {"with_received": False}  # the cut map needs no attention map: it is skipped
+    assert calls[0] == (False, 0)  # the cut map needs no attention map: it is skipped
 
 
 def test_content_guide_scores_ignore_the_position_embeddings():
@@ -333,4 +333,34 @@ def test_cut_based_methods_refuse_latent_mode_before_training():
 
     for config in (CONFIGS["informed-main"], CONFIGS["random+attg-cut"]):
         with pytest.raises(UserError, match="model.mode=self"):
-            build_strategy(config, ByteSequence(), model_mode="latent")
+            build_strategy(config, ByteSequence(), ModelConfig(mode="latent"))
+
+
+@pytest.mark.parametrize("layer", [1, 2, 3])
+def test_informed_can_cut_the_features_of_an_earlier_layer(layer):
+    model = tiny_model().eval()  # depth 3
+    batch = value_batch()
+    config = MaskingConfig(strategy="informed", start=0.0, cut_layer=layer)
+    strategy = build_strategy(config, model.spec, model.config)
+    step = strategy.step(model, batch, torch.Generator().manual_seed(0), 0.5)
+    features = step.inspection.features
+    full = model.inspect(batch, with_received=False, layer=0).features
+    assert torch.allclose(features, full, atol=1e-5) == (layer == 3)
+    masked = strategy.plan(model, batch, torch.Generator().manual_seed(0), 0.5).masked
+    assert masked.sum(1).tolist() == step.counts.tolist()
+
+
+def test_cut_layer_beyond_the_encoder_is_a_clear_error():
+    from anymae.errors import UserError
+    from anymae.tokens import ByteSequence
+
+    with pytest.raises(UserError, match="cut_layer"):
+        build_strategy(MaskingConfig(strategy="informed", cut_layer=9), ByteSequence(), ModelConfig(depth=4))
+
+
+def test_received_attention_is_a_distribution_over_valid_tokens():
+    model = tiny_model().eval()
+    batch = value_batch()
+    received = model.inspect(batch).received
+    assert torch.allclose(received.sum(1), torch.ones(len(LENGTHS)), atol=1e-5)
+    assert (received[~batch.valid] == 0).all()

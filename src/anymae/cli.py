@@ -133,7 +133,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     dataset = run_dataset(args, config)
     model, _ = load_model(args.checkpoint, dataset)
     out = Path(args.out)
-    summary = show(model, dataset, build_strategy(config.masking, dataset.spec), out, samples=args.samples)
+    summary = show(
+        model, dataset, build_strategy(config.masking, dataset.spec, config.model), out, samples=args.samples
+    )
     summary["strategy"] = config.masking.strategy
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {out} and {out.with_suffix('.json')}")

@@ -55,6 +55,7 @@ class MaskingConfig:
     rank: str = "main"  # main | ambiguous
     hint: float = 0.1  # share of the chosen tokens swapped for random ones
     cut_tau: float = 0.2  # affinities below this are set to eps
+    cut_layer: int = 0  # encoder layer whose token features are cut (1 = guide layer; 0 = the last)
     # loss weighting
     loss_weighting: str = "uniform"  # uniform | attention-guided
     map_source: str = "cut"  # attention-guided: cut | attention | given

@@ -134,7 +134,7 @@ def pretrain(
 
     torch.manual_seed(t.seed)
     model = MaskedAutoencoder(dataset.spec, config.model).to(device)
-    strategy = build_strategy(config.masking, dataset.spec, config.model.mode)
+    strategy = build_strategy(config.masking, dataset.spec, config.model)
     optimizer = make_optimizer(model, t)
     mask_generator = torch.Generator().manual_seed(t.seed)
     step = 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from anymae.config import MaskingConfig
+from anymae.config import MaskingConfig, ModelConfig
 from anymae.errors import UserError
 from anymae.masking.ratios import FixedRatio, UniformRatio, mask_counts, parse_ratio
 from anymae.masking.selectors import mask_top, random_mask
@@ -28,13 +28,16 @@ def choice(value: str, allowed: tuple[str, ...], key: str) -> str:
     return value
 
 
-def build_strategy(config: MaskingConfig, spec: ModalitySpec, model_mode: str = "self") -> MaskingStrategy:
-    """The strategy a config describes; `model_mode` is checked against what the strategy needs."""
+def build_strategy(config: MaskingConfig, spec: ModalitySpec, model: ModelConfig | None = None) -> MaskingStrategy:
+    """The strategy a config describes, checked against what it needs of the `model`."""
+    model = model or ModelConfig()
     uses_cut = config.strategy == "informed" or (
         config.loss_weighting == "attention-guided" and config.map_source == "cut"
     )
-    if uses_cut and model_mode != "self":
+    if uses_cut and model.mode != "self":
         raise UserError("informed masks and cut maps need per-token features: use model.mode=self")
+    if not 0 <= config.cut_layer <= model.depth:
+        raise UserError(f"masking.cut_layer must be 0 (the last layer) or a layer from 1 to {model.depth}")
     ratio = parse_ratio(config.ratio or f"fixed:{spec.default_ratio}", config.per_sample)
     strategy = choice(config.strategy, STRATEGIES, "strategy")
     if strategy == "random":
@@ -72,7 +75,7 @@ def build_strategy(config: MaskingConfig, spec: ModalitySpec, model_mode: str = 
             config.cut_tau,
         )
     normalise = choice(config.normalise, ("masked", "weights"), "normalise")
-    return MaskingStrategy(ratio, selector, weighting, normalise_by_weights=normalise == "weights")
+    return MaskingStrategy(ratio, selector, weighting, normalise == "weights", config.cut_layer)
 
 
 __all__ = [

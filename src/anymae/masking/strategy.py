@@ -49,6 +49,7 @@ class Step:
     progress: float
     counts: torch.Tensor
     needs_received: bool = True  # whether the full pass must also map the attention each token receives
+    layer: int = 0  # encoder layer whose token features the full pass returns (0 = the last)
     _inspection: Inspection | None = field(default=None, repr=False)
     _cut: torch.Tensor | None = field(default=None, repr=False)
 
@@ -57,7 +58,7 @@ class Step:
         if self._inspection is None:
             was_training = self.model.training
             self.model.eval()
-            self._inspection = self.model.inspect(self.batch, with_received=self.needs_received)
+            self._inspection = self.model.inspect(self.batch, self.needs_received, self.layer)
             self.model.train(was_training)
         return self._inspection
 
@@ -190,12 +191,13 @@ class MaskingStrategy:
     selector: RandomSelector | SpanSelector | BlockSelector | SelfGuidedSelector | InformedSelector
     weighting: AttentionGuidedWeighting | None = None
     normalise_by_weights: bool = False
+    cut_layer: int = 0  # encoder layer whose token features informed masks and cut maps read (0 = last)
 
     def step(self, model: MaskedAutoencoder, batch: TokenBatch, generator: torch.Generator, progress: float) -> Step:
         """Draw this batch's ratios and counts; `progress` is the fraction of training done, in [0, 1]."""
         counts = mask_counts(self.ratio(len(batch.valid), generator), batch.valid)
         needs_received = self.weighting is not None and self.weighting.source == "attention"
-        return Step(model, batch, generator, progress, counts, needs_received)
+        return Step(model, batch, generator, progress, counts, needs_received, self.cut_layer)
 
     def plan(
         self, model: MaskedAutoencoder, batch: TokenBatch, generator: torch.Generator, progress: float

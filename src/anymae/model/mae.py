@@ -109,32 +109,47 @@ class MaskedAutoencoder(nn.Module):
         return self.head(self.decoder_norm(queries))
 
     @torch.no_grad()
-    def inspect(self, batch: TokenBatch, with_received: bool = True) -> Inspection:
+    def inspect(self, batch: TokenBatch, with_received: bool = True, layer: int = 0) -> Inspection:
         """One full pass with no mask (informed masks and attention-guided weights read it).
 
-        `with_received=False` skips the explicit last-layer attention map when no one reads it."""
+        `layer` (1 = the guide layer .. depth; 0 = the last) picks the layer whose token features
+        are returned. The pass stops there unless the last layer's attention map is wanted;
+        `with_received=False` skips that map when no one reads it.
+        """
         x = self.embed_tokens(batch)
         valid = batch.valid
         if self.latents is not None:
             _, _, attention = self.guide(self.latents.expand(len(x), -1, -1), x, valid)
             return Inspection(None, attention.mean(dim=(1, 2)))
+        depth = len(self.blocks) + 1
+        if not 0 <= layer <= depth:
+            raise ValueError(f"layer must be in 0..{depth}, not {layer}")
+        layer = layer or depth
         x, _, attention = self.guide(x, x, valid)
-        if not self.blocks:
+        if depth == 1:  # the guide layer is the last layer: its map is over the original positions
             received = (attention * valid[:, None, :, None]).sum(2).mean(1) / valid.sum(1, keepdim=True)
-            return Inspection(self.norm(x) * valid[..., None], received * valid)
+            return Inspection(self.norm(x) * valid[..., None], received * valid if with_received else None)
         order = (~valid).to(torch.int8).argsort(dim=1, stable=True)
         compact, key_valid = keep_visible(x, valid)
-        for block in self.blocks[:-1]:
-            compact = block(compact, key_valid=key_valid)
         width = compact.shape[1]
+        weight = torch.ones(compact.shape[:2], device=x.device) if key_valid is None else key_valid.float()
+        chosen = compact if layer == 1 else None
+        for index, block in enumerate(self.blocks, start=2):
+            if chosen is not None and not with_received:
+                break
+            if index == depth and with_received:
+                attention = block.attention(compact, key_valid)  # (B, H, K, K)
+            compact = block(compact, key_valid=key_valid)
+            if index == layer:
+                chosen = compact
+        if layer == depth:
+            chosen = self.norm(chosen)
         received = None
-        if with_received:
-            last = self.blocks[-1].attention(compact, key_valid)  # (B, H, K, K)
-            weight = torch.ones(compact.shape[:2], device=x.device) if key_valid is None else key_valid.float()
-            received = (last * weight[:, None, :, None]).sum(2).mean(1) / weight.sum(1, keepdim=True)
+        if with_received:  # mean attention each token receives from the valid queries of the last layer
+            received = (attention * weight[:, None, :, None]).sum(2).mean(1)
+            received = received / weight.sum(1, keepdim=True)
             received = torch.zeros_like(valid, dtype=x.dtype).scatter(1, order[:, :width], received) * valid
-        compact = self.norm(self.blocks[-1](compact, key_valid=key_valid))
-        features = torch.zeros_like(x).scatter(1, order[:, :width, None].expand(-1, -1, x.shape[-1]), compact)
+        features = torch.zeros_like(x).scatter(1, order[:, :width, None].expand(-1, -1, x.shape[-1]), chosen)
         return Inspection(features * valid[..., None], received)
 
     @torch.no_grad()
