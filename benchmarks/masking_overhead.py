@@ -32,6 +32,7 @@ STRATEGIES = {
     "block": MaskingConfig(strategy="block"),
     "sma": MaskingConfig(strategy="sma"),
     "informed": MaskingConfig(strategy="informed", start=0.0),
+    "informed@layer2": MaskingConfig(strategy="informed", start=0.0, cut_layer=2),
     "random+attg": MaskingConfig(loss_weighting="attention-guided"),
     "informed+attg": MaskingConfig(strategy="informed", start=0.0, loss_weighting="attention-guided"),
 }
