@@ -113,9 +113,9 @@ def evaluate_features(metric: str, features: dict[str, np.ndarray], labels: dict
 def probe_report(model: MaskedAutoencoder, dataset: Dataset, config: ProbeConfig) -> dict:
     """Linear probe and k-NN on the pretrained encoder, the same encoder untrained, and raw inputs."""
     splits = probe_splits(dataset, config)
-    metric = dataset.metric if dataset.metric in HIGHER_IS_BETTER else "accuracy"
-    if dataset.task == "regression":
-        metric = "rmse"
+    metric = dataset.metric
+    if metric not in HIGHER_IS_BETTER:
+        raise UserError(f"dataset '{dataset.name}': no probe scores the metric '{metric}'")
     labels = {name: dataset.labels[index] for name, index in splits.items()}
     untrained = untrained_like(model)
     encoders = {"pretrained": model, "untrained": untrained}

@@ -17,10 +17,14 @@ class Dataset:
     labels: np.ndarray | None  # (n,) class ids or regression targets; None when unlabelled
     splits: dict[str, np.ndarray]  # "train", "val", "test" -> sample indices
     task: str = "classification"  # "classification", "regression" or "none"
-    metric: str = "accuracy"
+    metric: str = ""  # empty: the task's usual metric (accuracy, rmse, or none)
     source: str = ""
     license: str = ""
     notes: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.metric:
+            self.metric = {"classification": "accuracy", "regression": "rmse"}.get(self.task, "none")
 
     def __len__(self) -> int:
         return len(self.tokens)

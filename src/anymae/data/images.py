@@ -48,7 +48,6 @@ def image_dataset(name: str, images: np.ndarray, labels, config: DataConfig, not
         labels=labels,
         splits=random_splits(len(images), seed=0),
         task="classification" if labels is not None else "none",
-        metric="accuracy" if labels is not None else "none",
         source=source,
         notes=notes,
     )

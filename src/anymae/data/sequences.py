@@ -156,7 +156,6 @@ def strings_dataset(
         labels=y,
         splits=splits,
         task=found_task,
-        metric={"classification": "accuracy", "regression": "rmse"}.get(found_task, "none"),
         source=source,
         license=license,
         notes=notes,

@@ -117,7 +117,6 @@ def series_dataset(
         labels=y,
         splits=splits if splits is not None else random_splits(len(series), seed=0),
         task=task,
-        metric="accuracy" if labels is not None else "none",
         source=source or name,
         license=license,
         notes=notes,

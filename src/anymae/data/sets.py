@@ -42,7 +42,6 @@ def sets_dataset(
         labels=y,
         splits=random_splits(len(sets), seed=0),
         task=found,
-        metric={"classification": "accuracy", "regression": "rmse"}.get(found, "none"),
         source=source or name,
         license=license,
         notes=notes,

@@ -216,7 +216,6 @@ def tabular_dataset(
         labels=y,
         splits=splits if splits is not None else random_splits(len(x), seed=0),
         task=found_task,
-        metric={"classification": "accuracy", "regression": "rmse"}.get(found_task, "none"),
         source=source or str(table.path),
         license=license,
         notes=notes,
