@@ -20,18 +20,13 @@ import torch
 
 from anymae.config import Config, MaskingConfig
 from anymae.data import load_dataset
-from anymae.masking import build_strategy
+from anymae.masking import SELECTORS, build_strategy
 from anymae.masking.selectors import self_guided_mask
 from anymae.model import MaskedAutoencoder
-from anymae.objective import reconstruction
-from anymae.train import make_optimizer
+from anymae.train import make_optimizer, train_step
 
-STRATEGIES = {
-    "random": MaskingConfig(strategy="random"),
-    "span": MaskingConfig(strategy="span"),
-    "block": MaskingConfig(strategy="block"),
-    "sma": MaskingConfig(strategy="sma"),
-    "informed": MaskingConfig(strategy="informed", start=0.0),
+# every registered strategy (informed from the first step), then variants
+STRATEGIES = {name: MaskingConfig(strategy=name, start=0.0) for name in SELECTORS} | {
     "informed@layer2": MaskingConfig(strategy="informed", start=0.0, cut_layer=2),
     "random+attg": MaskingConfig(loss_weighting="attention-guided"),
     "informed+attg": MaskingConfig(strategy="informed", start=0.0, loss_weighting="attention-guided"),
@@ -40,18 +35,18 @@ STRATEGIES = {
 
 def selection_seconds(name: str, model, strategy, batch, generator) -> float:
     """Time to choose one mask (for SMA from the guide layer's logits, as inside the forward pass)."""
-    step = strategy.step(model, batch, generator, 1.0)
+    context = strategy.context(model, batch, generator, 1.0)
     with torch.no_grad():
         if name.startswith("sma"):
             x = model.embed_tokens(batch)
             scores, _ = model.guide.logits(x, x, batch.valid)
             start = time.perf_counter()
-            self_guided_mask(scores, batch.valid, step.counts, generator)
+            self_guided_mask(scores, batch.valid, context.counts, generator)
             return time.perf_counter() - start
         start = time.perf_counter()
-        strategy.selector(step)  # one full pass serves selector and weighting
+        strategy.selector(context)  # one full pass serves selector and weighting
         if strategy.weighting is not None:
-            strategy.weighting(step)
+            strategy.weighting(context)
         return time.perf_counter() - start
 
 
@@ -85,11 +80,8 @@ def main() -> None:
         for name, (model, strategy, optimizer) in runs.items():
             model.train()
             start = time.perf_counter()
-            for batch in batches:
-                loss = reconstruction(model, batch, strategy, generator, progress=0.5)["loss"]
-                loss.backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+            for batch in batches:  # the training loop's own step
+                train_step(model, optimizer, strategy, generator, [batch], config.train.lr, 0.5, config.train.clip)
             if round_:
                 step_times[name].append((time.perf_counter() - start) / len(batches))
                 select_times[name].append(selection_seconds(name, model, strategy, batches[0], generator))

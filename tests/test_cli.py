@@ -90,7 +90,7 @@ def test_pretrain_on_a_users_npz_file(tmp_path):
         (["pretrain", "--data", "{tmp}/notes.docx", "--out", "{tmp}/r"], "no reader for '.docx'"),
         (["pretrain", "--data", "{tmp}/broken.npz", "--out", "{tmp}/r"], "broken.npz: not a readable numpy file"),
         (["pretrain", "--data", "digits", "--out", "{tmp}/r", "model.size=3"], "unknown setting 'model.size'"),
-        (["pretrain", "--data", "digits", "--out", "{tmp}/r", "train.lr=fast"], "train.lr must be float"),
+        (["pretrain", "--data", "digits", "--out", "{tmp}/r", "train.lr=fast"], "train.lr must be a number"),
         (["pretrain", "--data", "digits", "--ratio", "uniform:0.9,0.1", "--out", "{tmp}/r"], "ratio"),
         (["pretrain", "--config", "{tmp}/missing.yaml", "--out", "{tmp}/r"], "config file not found"),
         (["probe", "--checkpoint", "{tmp}/corrupt"], "not a readable anymae checkpoint"),

@@ -77,16 +77,14 @@ def test_reconstruction_loss_equals_the_mean_over_masked_valid_tokens(discrete):
     out = reconstruction(
         model, batch, MaskingStrategy(FixedRatio(0.5), RandomSelector()), torch.Generator().manual_seed(0)
     )
-    assert not (out["masked"] & ~batch.valid).any()
-    per_token = token_losses(out["prediction"], out["target"])
-    expected = per_token[out["masked"]].mean()
-    assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert not (out.masked & ~batch.valid).any()
+    per_token = token_losses(out.prediction, out.target)
+    expected = per_token[out.masked].mean()
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
     # predictions at visible or padded positions do not move the loss
-    prediction = out["prediction"].detach().clone()
-    prediction[~out["masked"]] += 5.0
-    assert token_losses(prediction, out["target"])[out["masked"]].mean().item() == pytest.approx(
-        expected.item(), rel=1e-5
-    )
+    prediction = out.prediction.detach().clone()
+    prediction[~out.masked] += 5.0
+    assert token_losses(prediction, out.target)[out.masked].mean().item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("discrete", [False, True])
@@ -94,14 +92,24 @@ def test_tiny_model_overfits_one_batch(mode, discrete):
     model = tiny_model(discrete=discrete, mode=mode)
     batch = id_batch() if discrete else value_batch()
     masked = some_mask(batch.valid, 0.5)
-    strategy = type("Fixed", (), {"plan": lambda self, *a: __import__("anymae").masking.MaskPlan(masked=masked)})()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    g = torch.Generator().manual_seed(0)
     first = None
     for _ in range(150):
-        loss = reconstruction(model, batch, strategy, g)["loss"]
+        loss = reconstruction(model, batch, masked=masked).loss
         first = first if first is not None else loss.item()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.1 * first
+
+
+def test_reconstruction_with_a_given_mask_hides_exactly_those_valid_tokens():
+    model = tiny_model().eval()
+    batch = value_batch()
+    masked = some_mask(batch.valid, 0.5) | ~batch.valid  # padding in the given mask is ignored
+    with torch.no_grad():
+        out = reconstruction(model, batch, masked=masked)
+    assert torch.equal(out.masked, masked & batch.valid) and out.weights is None
+    assert out.loss.item() == pytest.approx(out.token_loss[out.masked].mean().item(), rel=1e-5)
+    with pytest.raises(TypeError, match="masked="):
+        reconstruction(model, batch)

@@ -58,7 +58,7 @@ def test_spec_contract(name):
     model = MaskedAutoencoder(spec, config)
     batch = tokens.batch(np.arange(n), spec.discrete)
     out = reconstruction(model, batch, build_strategy(MaskingConfig(), spec), torch.Generator().manual_seed(0))
-    assert torch.isfinite(out["loss"]) and not (out["masked"] & ~batch.valid).any()
+    assert torch.isfinite(out.loss) and not (out.masked & ~batch.valid).any()
 
 
 def test_alphabet_ids_round_trip_and_unknown_letters_are_named():

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 import torch
 
 from anymae.config import MaskingConfig, ModelConfig
-from anymae.masking import build_strategy, mask_counts
+from anymae.masking import SELECTORS, build_strategy, mask_counts
 from anymae.masking.selectors import (
     block_mask,
     cosine_sigma,
@@ -20,18 +21,14 @@ from anymae.masking.selectors import (
     span_mask,
     with_hints,
 )
-from anymae.masking.strategy import AttentionGuidedWeighting, Step
+from anymae.masking.strategy import AttentionGuidedWeighting, MaskContext, SelfGuidedSelector
 from anymae.objective import masked_mean, reconstruction
 from tests.conftest import LENGTHS, padded_valid, tiny_model, value_batch
 
-CONFIGS = {
-    "random": MaskingConfig(strategy="random"),
-    "span": MaskingConfig(strategy="span"),
-    "block": MaskingConfig(strategy="block"),
-    "sma": MaskingConfig(strategy="sma"),
+# every registered strategy with its defaults (informed from the first step), then variants
+CONFIGS = {name: MaskingConfig(strategy=name, start=0.0) for name in SELECTORS} | {
     "sma-random_mix-curriculum": MaskingConfig(strategy="sma", aggregation="random_mix", curriculum=True),
     "sma-no-self": MaskingConfig(strategy="sma", mask_self=False, per_query=1),
-    "informed-main": MaskingConfig(strategy="informed", start=0.0),
     "informed-ambiguous": MaskingConfig(strategy="informed", start=0.0, rank="ambiguous"),
     "random+attg-cut": MaskingConfig(loss_weighting="attention-guided", map_source="cut"),
     "sma+attg-attention": MaskingConfig(strategy="sma", loss_weighting="attention-guided", map_source="attention"),
@@ -39,15 +36,12 @@ CONFIGS = {
     "uniform-per-sample-sma": MaskingConfig(strategy="sma", ratio="uniform:0.2,0.8", per_sample=True),
     "sma-content-debias": MaskingConfig(strategy="sma", guide_scores="content", position_debias=True),
 }
-LATENT_OK = {
-    "random",
-    "span",
-    "block",
-    "sma",
-    "sma-random_mix-curriculum",
-    "uniform-per-sample-sma",
-    "sma-content-debias",
-}
+
+
+def latent_ok(config: MaskingConfig) -> bool:
+    """Latent mode has no per-token features: strategies and maps that cut them need self mode."""
+    uses_cut = config.loss_weighting == "attention-guided" and config.map_source == "cut"
+    return not SELECTORS[config.strategy].needs_features and not uses_cut
 
 
 def run(name: str, mode: str = "self", seed: int = 0, progress: float = 0.5):
@@ -63,7 +57,7 @@ def run(name: str, mode: str = "self", seed: int = 0, progress: float = 0.5):
 def cases():
     for name in CONFIGS:
         yield name, "self"
-        if name in LATENT_OK:
+        if latent_ok(CONFIGS[name]):
             yield name, "latent"
 
 
@@ -72,17 +66,17 @@ def test_contract_exact_counts_padding_and_determinism(name, mode):
     model, batch, strategy, out = run(name, mode)
     g = torch.Generator().manual_seed(0)
     expected = mask_counts(strategy.ratio(len(batch.valid), g), batch.valid)
-    assert out["masked"].sum(1).tolist() == expected.tolist()
-    assert not (out["masked"] & ~batch.valid).any()
+    assert out.masked.sum(1).tolist() == expected.tolist()
+    assert not (out.masked & ~batch.valid).any()
     torch.manual_seed(1234)  # the global RNG plays no part
-    assert torch.equal(run(name, mode)[3]["masked"], out["masked"])
-    assert torch.isfinite(out["loss"])
+    assert torch.equal(run(name, mode)[3].masked, out.masked)
+    assert torch.isfinite(out.loss)
 
 
 @pytest.mark.parametrize("name,mode", list(cases()))
 def test_no_masked_content_reaches_the_encoder(name, mode):
     model, batch, _, out = run(name, mode)
-    masked = out["masked"]
+    masked = out.masked
     changed = value_batch(seed=9)
     changed.values = torch.where((batch.valid & ~masked)[..., None], batch.values, changed.values * 50)
     with torch.no_grad():
@@ -90,13 +84,13 @@ def test_no_masked_content_reaches_the_encoder(name, mode):
     assert torch.allclose(a.memory, b.memory, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["sma", "informed-main"])
+@pytest.mark.parametrize("name", ["sma", "informed"])
 def test_no_gradient_flows_through_selection(name):
     model = tiny_model()
     batch = value_batch()
     out = reconstruction(model, batch, build_strategy(CONFIGS[name], model.spec), torch.Generator().manual_seed(0), 0.5)
-    assert not out["masked"].requires_grad
-    out["loss"].backward()  # the selection's tensors are detached: backward works and reaches the guide layer
+    assert not out.masked.requires_grad
+    out.loss.backward()  # the selection's tensors are detached: backward works and reaches the guide layer
     assert model.guide.q.weight.grad is not None
 
 
@@ -213,7 +207,7 @@ def test_attention_guided_weights_are_1_at_0_and_e_to_1_over_tau_at_1():
     model = tiny_model()
     batch = value_batch([5], n=5, channels=4)
     batch.importance = importance
-    weights = weighting(Step(model, batch, torch.Generator(), 0.0, torch.tensor([2])))
+    weights = weighting(MaskContext(model, batch, torch.Generator(), 0.0, torch.tensor([2])))
     assert weights[0, 0].item() == pytest.approx(1.0)
     assert weights[0, -1].item() == pytest.approx(math.exp(1 / 0.75))
     assert weights[0, 2].item() == pytest.approx(math.exp(0.5 / 0.75))
@@ -276,7 +270,7 @@ def test_informed_uses_random_masks_during_warm_up():
         (MaskingConfig(strategy="nope"), "masking.strategy must be one of"),
         (MaskingConfig(strategy="sma", aggregation="max"), "masking.aggregation"),
         (MaskingConfig(loss_weighting="attention-guided", map_source="dino"), "masking.map_source"),
-        (MaskingConfig(strategy="block"), "block masks need tokens on a 2-D grid"),
+        (MaskingConfig(strategy="block"), "masking.strategy=block needs tokens on a 2-D grid"),
     ],
 )
 def test_bad_masking_settings_are_clear_errors(config, message):
@@ -305,33 +299,81 @@ def test_content_guide_scores_ignore_the_position_embeddings():
             model.position.mul_(position_scale)
         strategy = build_strategy(MaskingConfig(strategy="sma", guide_scores=guide_scores), model.spec)
         with torch.no_grad():
-            return reconstruction(model, value_batch(), strategy, torch.Generator().manual_seed(0))["masked"]
+            return reconstruction(model, value_batch(), strategy, torch.Generator().manual_seed(0)).masked
 
     assert torch.equal(mask_with("content", 1.0), mask_with("content", 50.0))
     assert not torch.equal(mask_with("full", 1.0), mask_with("full", 50.0))
 
 
+def positional_scores(b: int, n: int, seed: int) -> torch.Tensor:
+    """Logits (b, 1, n, n): random content plus a preference of every query for the last positions."""
+    return torch.randn(b, 1, n, n, generator=torch.Generator().manual_seed(seed)) + torch.linspace(0, 6, n)
+
+
 def test_position_debias_removes_a_purely_positional_preference():
     b, n = 2000, 12
-    g = torch.Generator().manual_seed(0)
-    content = torch.randn(b, 1, n, n, generator=g)
-    scores = content + torch.linspace(0, 6, n)  # every query prefers the last positions
     valid = torch.ones(b, n, dtype=torch.bool)
     counts = torch.full((b,), 4)
+    selector = SelfGuidedSelector(mask_self=False, position_debias=True)
+    for seed in range(5):  # training batches build the running per-position mean
+        debias = partial(selector.debias, valid=valid, update=True)
+        self_guided_mask(
+            positional_scores(b, n, seed), valid, counts, torch.Generator(), mask_self=False, debias=debias
+        )
+    assert selector.updates == 5
+    scores = positional_scores(b, n, seed=99)
     biased = self_guided_mask(scores, valid, counts, torch.Generator().manual_seed(1), mask_self=False)
-    debiased = self_guided_mask(
-        scores, valid, counts, torch.Generator().manual_seed(1), mask_self=False, position_debias=True
-    )
+    debias = partial(selector.debias, valid=valid, update=False)
+    debiased = self_guided_mask(scores, valid, counts, torch.Generator().manual_seed(1), mask_self=False, debias=debias)
     assert biased.float().mean(0)[-1] > 0.9 and biased.float().mean(0)[0] < 0.05
     frequency = debiased.float().mean(0)
     assert frequency.max() - frequency.min() < 0.25 and debiased.sum(1).eq(4).all()
+
+
+def test_a_debiased_mask_does_not_depend_on_the_rest_of_its_batch():
+    model = tiny_model().train()
+    strategy = build_strategy(MaskingConfig(strategy="sma", position_debias=True, mask_self=False), model.spec)
+    for seed in range(3):  # a few training batches: the running mean is set
+        with torch.no_grad():
+            reconstruction(model, value_batch(seed=seed), strategy, torch.Generator().manual_seed(seed))
+    state = strategy.state_dict()
+    assert state["updates"] == 3 and len(state["position_mean"]) == 16
+    batch = value_batch(seed=5)
+    other = value_batch(seed=6)
+    other.values[1:] = other.values[1:] * 40 + torch.linspace(0, 30, 16)[None, :, None]  # very different company
+    other.values[0], other.valid[0] = batch.values[0], batch.valid[0]
+
+    def first_mask(b, debias=None) -> torch.Tensor:
+        strategy.load_state_dict(state)
+        if debias is not None:  # the former rule: the current batch's mean per position
+            strategy.selector.debias = debias
+        with torch.no_grad():
+            masked = reconstruction(model, b, strategy, torch.Generator().manual_seed(0)).masked[0]
+        vars(strategy.selector).pop("debias", None)
+        return masked
+
+    assert torch.equal(first_mask(batch), first_mask(other))
+
+    def batch_mean(score, valid, update):
+        return score - (score * valid).sum(0) / valid.sum(0).clamp(min=1)
+
+    # the test can tell: under a batch mean, the same sample's mask changes with its batch
+    assert not torch.equal(first_mask(batch, batch_mean), first_mask(other, batch_mean))
+
+
+def test_eval_mode_leaves_the_running_mean_alone():
+    model = tiny_model().eval()
+    strategy = build_strategy(MaskingConfig(strategy="sma", position_debias=True), model.spec)
+    with torch.no_grad():
+        reconstruction(model, value_batch(), strategy, torch.Generator().manual_seed(0))
+    assert strategy.selector.updates == 0
 
 
 def test_cut_based_methods_refuse_latent_mode_before_training():
     from anymae.errors import UserError
     from anymae.tokens import ByteSequence
 
-    for config in (CONFIGS["informed-main"], CONFIGS["random+attg-cut"]):
+    for config in (CONFIGS["informed"], CONFIGS["random+attg-cut"]):
         with pytest.raises(UserError, match="model.mode=self"):
             build_strategy(config, ByteSequence(), ModelConfig(mode="latent"))
 
@@ -342,12 +384,12 @@ def test_informed_can_cut_the_features_of_an_earlier_layer(layer):
     batch = value_batch()
     config = MaskingConfig(strategy="informed", start=0.0, cut_layer=layer)
     strategy = build_strategy(config, model.spec, model.config)
-    step = strategy.step(model, batch, torch.Generator().manual_seed(0), 0.5)
-    features = step.inspection.features
+    context = strategy.context(model, batch, torch.Generator().manual_seed(0), 0.5)
+    features = context.inspection.features
     full = model.inspect(batch, with_received=False, layer=0).features
     assert torch.allclose(features, full, atol=1e-5) == (layer == 3)
     masked = strategy.plan(model, batch, torch.Generator().manual_seed(0), 0.5).masked
-    assert masked.sum(1).tolist() == step.counts.tolist()
+    assert masked.sum(1).tolist() == context.counts.tolist()
 
 
 def test_cut_layer_beyond_the_encoder_is_a_clear_error():

@@ -22,7 +22,7 @@ EXAMPLES = """examples:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from anymae.config import load_config, set_value
+    from anymae.config import apply_overrides, load_config, set_value, validate
     from anymae.train import pretrain
 
     if args.resume:
@@ -47,10 +47,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     for key, value in flags.items():
         if value is not None:
             set_value(config, key, value, source="command line")
-    from anymae.config import parse_override
-
-    for text in args.overrides:
-        set_value(config, *parse_override(text), source="command line")
+    validate(apply_overrides(config, args.overrides))  # before any data is read
     result = pretrain(config, Path(args.out), resume=args.resume)
     print(
         f"pretrained {result.steps} steps in {result.seconds:.0f} s; final loss {result.final_loss:.4f}; "
@@ -61,25 +58,27 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def run_dataset(args: argparse.Namespace, config):
     """The dataset named by --data, or the run's own pretraining data."""
+    from anymae.config import set_value
     from anymae.data import load_dataset
 
     if args.data:
-        config.data.name = args.data
+        set_value(config, "data.name", args.data, "command line")
     for key in ("modality", "label", "on_bad_record"):
         if getattr(args, key, None) is not None:
-            setattr(config.data, key, getattr(args, key))
+            set_value(config, f"data.{key}", getattr(args, key), "command line")
     return load_dataset(config.data)
 
 
 def add_data_flags(p: argparse.ArgumentParser) -> None:
     """--modality, --label, --on-bad-record: how a user's file is read."""
-    from anymae.data.files import MODALITIES
+    from anymae.config import DataConfig, choices
 
-    p.add_argument("--modality", choices=MODALITIES, help="how to read a file (default: inferred from the file)")
+    modalities = [m for m in choices(DataConfig, "modality") if m]
+    p.add_argument("--modality", choices=modalities, help="how to read a file (default: inferred from the file)")
     p.add_argument("--label", metavar="COL", help="label column of a table (CSV / Parquet); default: unlabelled")
     p.add_argument(
         "--on-bad-record",
-        choices=("fail", "skip"),
+        choices=choices(DataConfig, "on_bad_record"),
         help="a malformed record stops with an error naming file and line (fail, default) "
         "or is skipped, counted and reported (skip)",
     )
@@ -87,13 +86,11 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     from anymae.checkpoint import load_checkpoint
-    from anymae.config import parse_override, set_value
+    from anymae.config import apply_overrides, validate
     from anymae.evaluate import format_report, probe_report
     from anymae.train import load_model
 
-    config = load_checkpoint(args.checkpoint).config
-    for text in args.overrides:
-        set_value(config, *parse_override(text), source="command line")
+    config = validate(apply_overrides(load_checkpoint(args.checkpoint).config, args.overrides))
     dataset = run_dataset(args, config)
     model, _ = load_model(args.checkpoint, dataset)
     report = probe_report(model, dataset, config.probe)
@@ -123,19 +120,26 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from anymae.checkpoint import load_checkpoint
+    from anymae.config import validate
     from anymae.masking import build_strategy
     from anymae.show import format_summary, show
     from anymae.train import load_model
 
-    config = load_checkpoint(args.checkpoint).config
+    if args.samples < 1:
+        raise UserError(f"--samples must be at least 1, got {args.samples}")
+    saved = load_checkpoint(args.checkpoint)
+    config = saved.config
+    own = not args.strategy or args.strategy == config.masking.strategy
     if args.strategy:
         config.masking.strategy = args.strategy
+    validate(config)
     dataset = run_dataset(args, config)
     model, _ = load_model(args.checkpoint, dataset)
+    strategy = build_strategy(config.masking, dataset.spec, config.model)
+    if own:  # the run's own strategy masks as at the end of training (e.g. its running position means)
+        strategy.load_state_dict(saved.extra.get("masking", {}))
     out = Path(args.out)
-    summary = show(
-        model, dataset, build_strategy(config.masking, dataset.spec, config.model), out, samples=args.samples
-    )
+    summary = show(model, dataset, strategy, out, samples=args.samples)
     summary["strategy"] = config.masking.strategy
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {out} and {out.with_suffix('.json')}")
@@ -172,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from anymae.masking import LOSS_WEIGHTINGS, STRATEGIES
+    from anymae.config import MaskingConfig, choices
+    from anymae.masking import SELECTORS
 
     p = commands.add_parser(
         "pretrain",
@@ -180,9 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pretrain a masked autoencoder; writes checkpoint, config and metrics to --out.",
     )
     p.add_argument("--data", help="built-in dataset name (see `anymae data list`) or a file path")
-    p.add_argument("--strategy", choices=STRATEGIES, help="masking strategy (default: random)")
+    p.add_argument("--strategy", choices=list(SELECTORS), help="masking strategy (default: random)")
     p.add_argument("--ratio", help="mask ratio: 'fixed:R' or 'uniform:LO,HI' (default: the modality's)")
-    p.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS, help="uniform (default) or attention-guided (AttG)")
+    p.add_argument(
+        "--loss-weighting",
+        choices=choices(MaskingConfig, "loss_weighting"),
+        help="uniform (default) or attention-guided (AttG)",
+    )
     p.add_argument("--steps", type=int, help="optimizer steps (default: 1000)")
     p.add_argument("--seed", type=int, help="seed for initialisation, data order and masks (default: 0)")
     p.add_argument("--config", type=Path, help="YAML recipe (sections data, model, masking, train, probe)")
@@ -232,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset (default: the run's pretraining data)")
     p.add_argument("--out", required=True, help="output PNG file")
     p.add_argument("--samples", type=int, default=8, help="samples drawn (default: 8)")
-    p.add_argument("--strategy", choices=STRATEGIES, help="masks to draw (default: the run's own strategy)")
+    p.add_argument("--strategy", choices=list(SELECTORS), help="masks to draw (default: the run's own strategy)")
     p.set_defaults(func=cmd_show)
 
     p = commands.add_parser("data", help="built-in datasets", description="Built-in datasets.")

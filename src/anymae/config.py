@@ -1,15 +1,29 @@
-"""Typed configuration: one dataclass per part, YAML recipes, dotted `key=value` overrides."""
+"""Typed configuration: one dataclass per part, YAML recipes, dotted `key=value` overrides.
+
+This module is the one place a config is checked. Each value is checked against its field's
+type when it is set (a `Literal[...]` field against its choices), from YAML, flags and
+overrides alike; `validate` then checks ranges and the rules between fields before any data
+is read, and `check_fits` the rules that need the dataset's modality spec, before the model
+is built. Every mistake is one `UserError` line naming the key and what is allowed.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
 from anymae.errors import UserError
+
+Modality = Literal["", "text", "protein", "dna", "smiles", "tabular", "image", "set", "series"]
+MAX_SEED = 2**63 - 1  # torch and numpy both take any seed in [0, 2**63 - 1]
+MAX_CONFIG_BYTES = 1 << 20  # a recipe is a few hundred bytes; anything this large is not one
 
 
 @dataclass
@@ -17,14 +31,14 @@ class DataConfig:
     name: str = "fashion-mnist"  # a built-in dataset name or a path
     patch: int = 0  # image patch size in pixels (1 = pixels as tokens); 0 = the dataset's default
     max_tokens: int = 256  # longest sequence kept (longer ones are truncated)
-    modality: str = ""  # users' files: text|protein|dna|smiles|tabular|image|set|series; "" = inferred
+    modality: Modality = ""  # users' files; "" = inferred from the file
     label: str = ""  # users' tables: the label column ("" = unlabelled)
-    on_bad_record: str = "fail"  # fail | skip (skipped records are counted and reported)
+    on_bad_record: Literal["fail", "skip"] = "fail"  # skipped records are counted and reported
 
 
 @dataclass
 class ModelConfig:
-    mode: str = "self"  # "self": MAE-style self-attention; "latent": learned latents, linear in N
+    mode: Literal["self", "latent"] = "self"  # self: MAE-style self-attention; latent: learned latents, linear in N
     dim: int = 128
     depth: int = 4  # encoder layers, the guide layer included
     heads: int = 4
@@ -38,30 +52,30 @@ class ModelConfig:
 
 @dataclass
 class MaskingConfig:
-    strategy: str = "random"  # random | span | block | sma | informed
+    strategy: str = "random"  # a name in anymae.masking.SELECTORS (random | span | block | sma | informed)
     ratio: str = ""  # "fixed:R" or "uniform:LO,HI"; empty = the modality's default fixed ratio
     per_sample: bool = False  # uniform ratio: one draw per sample instead of per batch
     span_length: float = 3.0  # span: mean of the geometric span length
     # sma (self-guided, from the guide layer's attention in the same pass)
     per_query: int = 3  # k: tokens masked per chosen query row
-    aggregation: str = "mean"  # mean | random_mix (one head per query row)
+    aggregation: Literal["mean", "random_mix"] = "mean"  # random_mix: one head per query row
     mask_self: bool = True  # self mode: the chosen query tokens are masked too
     curriculum: bool = False  # random -> self-guided by a half cosine over the first `schedule` of training
     schedule: float = 0.25
-    guide_scores: str = "full"  # full (faithful) | content: select from logits without position embeddings
-    position_debias: bool = False  # subtract each position's batch-mean score before the top-k
+    guide_scores: Literal["full", "content"] = "full"  # content: select from logits without position embeddings
+    position_debias: bool = False  # subtract each position's running-mean score before the top-k
     # informed (Self-Guided MAE: normalized cut of the model's own features)
     start: float = 0.2  # random masks before this fraction of training
-    rank: str = "main"  # main | ambiguous
+    rank: Literal["main", "ambiguous"] = "main"
     hint: float = 0.1  # share of the chosen tokens swapped for random ones
     cut_tau: float = 0.2  # affinities below this are set to eps
     cut_layer: int = 0  # encoder layer whose token features are cut (1 = guide layer; 0 = the last)
     # loss weighting
-    loss_weighting: str = "uniform"  # uniform | attention-guided
-    map_source: str = "cut"  # attention-guided: cut | attention | given
+    loss_weighting: Literal["uniform", "attention-guided"] = "uniform"
+    map_source: Literal["cut", "attention", "given"] = "cut"  # attention-guided: where the map comes from
     tau: float = 0.75  # w = exp(M / tau)
     tau_end: float = 0.0  # > 0: tau follows a half cosine from `tau` to `tau_end`
-    normalise: str = "masked"  # masked: sum(w l m) / sum(m); weights: sum(w l m) / sum(w m)
+    normalise: Literal["masked", "weights"] = "masked"  # masked: sum(w l m) / sum(m); weights: / sum(w m)
 
 
 @dataclass
@@ -77,7 +91,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 50
     checkpoint_every: int = 500
-    device: str = "auto"  # "auto", "cpu" or "cuda"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0  # torch CPU threads; 0 = torch's default
 
 
@@ -117,16 +131,77 @@ def flatten(values: dict, prefix: str = "") -> dict:
     return flat
 
 
+# --- one value against its field's type --------------------------------------------------------
+
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # 1, -2, 1.5, .5, 1e-3, 1E6 (no 1_0)
+TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def choices(cls: type, name: str) -> tuple[str, ...]:
+    """The values a `Literal[...]` field allows (what the CLI's `choices=` reads)."""
+    return typing.get_args(typing.get_type_hints(cls)[name])
+
+
+def literal_fields() -> list[tuple[str, tuple[str, ...]]]:
+    """Every enumerated setting as (dotted key, allowed values)."""
+    found = []
+    for section in dataclasses.fields(Config):
+        for f in dataclasses.fields(section.default_factory()):  # type: ignore[misc]
+            allowed = choices(section.default_factory, f.name)  # type: ignore[arg-type]
+            if allowed:
+                found.append((f"{section.name}.{f.name}", allowed))
+    return found
+
+
+def parse_text(text: str, kind) -> object:
+    """A setting's text (an override, or a YAML 1.1 string such as `1e-3`) read as `kind`; None if it is not one."""
+    word = text.strip()
+    if kind is bool:
+        return True if word.lower() in TRUE else False if word.lower() in FALSE else None
+    if kind in (int, float) and NUMBER.fullmatch(word):
+        number = float(word)
+        if kind is float:
+            return number
+        if re.fullmatch(r"[+-]?\d+", word):
+            return int(word)
+        return int(number) if math.isfinite(number) and number == int(number) else None
+    if kind is float and word.lower() in ("nan", ".nan", "inf", "+inf", "-inf", ".inf", "-.inf"):
+        return float(word.lower().replace(".", ""))
+    return None
+
+
+def type_name(kind) -> str:
+    allowed = typing.get_args(kind)
+    if allowed:
+        return "one of " + ", ".join(repr(a) if a == "" else a for a in allowed)
+    return {bool: "true or false", int: "an integer", float: "a number", str: "text"}[kind]
+
+
 def coerce(value, kind, key: str, source: str):
-    """Check (and, for int -> float, convert) a value against a field's type."""
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    matches = isinstance(value, bool) if kind is bool else isinstance(value, kind) and not isinstance(value, bool)
-    if not matches:
-        raise UserError(f"{source}: {key} must be {kind.__name__}, got {value!r}")
-    return value
+    """Check a value against a field's type: text is parsed as the type, int widens to float."""
+    allowed = typing.get_args(kind)
+    base = str if allowed else kind
+    result = None
+    if isinstance(value, str) and base is not str:
+        result = parse_text(value, base)
+    elif base is bool:
+        result = value if isinstance(value, bool) else None
+    elif base is int:
+        result = value if isinstance(value, int) and not isinstance(value, bool) else None
+        if isinstance(value, float) and math.isfinite(value) and value == int(value):
+            result = int(value)
+    elif base is float:
+        result = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    elif base is str:
+        if isinstance(value, str):
+            result = value
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and not allowed:
+            result = str(value)  # a YAML number given as a column name or path
+    if result is None or (allowed and result not in allowed):
+        raise UserError(f"{source}: {key} must be {type_name(kind)}, got {value!r}")
+    if base is float and not math.isfinite(result):
+        raise UserError(f"{source}: {key} must be a finite number, got {value!r}")
+    return result
 
 
 def set_value(config: Config, key: str, value, source: str) -> None:
@@ -146,36 +221,141 @@ def known_keys() -> list[str]:
     return list(flatten(Config().to_dict()))
 
 
-def parse_override(text: str) -> tuple[str, object]:
-    """'train.lr=3e-4' -> ('train.lr', 0.0003); values are read as YAML scalars."""
+def parse_override(text: str) -> tuple[str, str]:
+    """'train.lr=3e-4' -> ('train.lr', '3e-4'); `set_value` reads the text as the field's type."""
     key, sep, raw = text.partition("=")
-    if not sep or not key:
+    if not sep or not key.strip():
         raise UserError(f"override '{text}' is not of the form key=value (for example train.steps=500)")
+    return key.strip(), raw
+
+
+def apply_overrides(config: Config, overrides: list[str]) -> Config:
+    for text in overrides:
+        set_value(config, *parse_override(text), source="command line")
+    return config
+
+
+# --- YAML recipes ---------------------------------------------------------------------------------
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """Safe YAML without aliases: a recipe never needs them, and an alias bomb cannot expand."""
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a recipe", mark)
+        return super().compose_node(parent, index)
+
+
+def read_recipe(path: Path) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"--config {path} is a folder, not a YAML file")
     try:
-        value = yaml.safe_load(raw) if raw else ""
-    except yaml.YAMLError:
-        value = raw
-    return key.strip(), value
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise UserError(f"config file not found: {path}") from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot read the config file ({error.strerror})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise UserError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MiB; not a recipe")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: not UTF-8 text (byte {error.start + 1}); a recipe is a YAML text file") from None
+    if "\x00" in text:
+        raise UserError(f"{path}: holds NUL bytes; a recipe is a YAML text file")
+    try:
+        values = yaml.load(text, Loader=RecipeLoader) or {}
+    except yaml.YAMLError as error:
+        raise UserError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
+    if not isinstance(values, dict):
+        raise UserError(f"{path}: expected a mapping of sections (data, model, masking, train, probe)")
+    return values
 
 
 def load_config(path: Path | None, overrides: list[str]) -> Config:
-    """Defaults, then a YAML recipe, then `key=value` overrides."""
-    values: dict = {}
-    if path is not None:
-        try:
-            values = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise UserError(f"config file not found: {path}") from None
-        except yaml.YAMLError as error:
-            raise UserError(f"{path}: not valid YAML: {error}") from None
-        if not isinstance(values, dict):
-            raise UserError(f"{path}: expected a mapping of sections (data, model, masking, train, probe)")
+    """Defaults, then a YAML recipe, then `key=value` overrides; each value checked as it is set."""
+    values = read_recipe(path) if path is not None else {}
     config = Config.from_dict(values, source=str(path or "config"))
-    for text in overrides:
-        key, value = parse_override(text)
-        set_value(config, key, value, source="command line")
-    return config
+    return apply_overrides(config, overrides)
 
 
 def save_config(config: Config, path: Path) -> None:
     path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+# --- ranges and the rules between fields ----------------------------------------------------------
+
+
+def check_section(section, prefix: str) -> None:
+    """Every field of a section against its type (for configs built in Python, not through `set_value`)."""
+    for name, kind in typing.get_type_hints(type(section)).items():
+        coerce(getattr(section, name), kind, f"{prefix}.{name}", "config")
+
+
+def require(ok: bool, key: str, allowed: str, value) -> None:
+    if not ok:
+        raise UserError(f"{key} must be {allowed}, got {value!r}")
+
+
+def at_least(config: Config, keys: str, low: int) -> None:
+    for key in keys.split():
+        value = getattr(getattr(config, key.split(".")[0]), key.split(".")[1])
+        require(value >= low, key, f"an integer >= {low}", value)
+
+
+def validate(config: Config) -> Config:
+    """Ranges of every numeric setting and the rules between fields; needs no data."""
+    for section in dataclasses.fields(config):
+        check_section(getattr(config, section.name), section.name)
+    d, m, k, t = config.data, config.model, config.masking, config.train
+    require(bool(d.name.strip()), "data.name", "a built-in dataset name or a file path", d.name)
+    require(d.patch >= 0, "data.patch", "0 (the dataset's default) or a patch size >= 1", d.patch)
+    at_least(config, "data.max_tokens", 2)  # one token hidden and one seen
+    at_least(config, "model.dim model.depth model.heads model.latents model.decoder_dim", 1)
+    at_least(config, "model.decoder_depth model.decoder_heads", 1)
+    require(m.dim % m.heads == 0, "model.heads", f"a divisor of model.dim ({m.dim})", m.heads)
+    require(
+        m.decoder_dim % m.decoder_heads == 0,
+        "model.decoder_heads",
+        f"a divisor of model.decoder_dim ({m.decoder_dim})",
+        m.decoder_heads,
+    )
+    require(min(m.dim, m.decoder_dim) * m.mlp_ratio >= 1, "model.mlp_ratio", "> 0 (hidden width >= 1)", m.mlp_ratio)
+    require(k.span_length >= 1, "masking.span_length", "a mean span length >= 1", k.span_length)
+    at_least(config, "masking.per_query", 1)
+    for key in ("schedule", "start"):
+        require(0 <= getattr(k, key) <= 1, f"masking.{key}", "a fraction of training in [0, 1]", getattr(k, key))
+    require(0 <= k.hint < 1, "masking.hint", "a share in [0, 1)", k.hint)
+    require(0 <= k.cut_tau < 1, "masking.cut_tau", "a similarity threshold in [0, 1)", k.cut_tau)
+    require(
+        0 <= k.cut_layer <= m.depth, "masking.cut_layer", f"0 (the last layer) or a layer 1..{m.depth}", k.cut_layer
+    )
+    require(k.tau > 0, "masking.tau", "> 0", k.tau)
+    require(k.tau_end >= 0, "masking.tau_end", ">= 0 (0 = a constant tau)", k.tau_end)
+    at_least(config, "train.steps train.batch_size train.accumulate train.log_every train.checkpoint_every", 1)
+    require(t.lr > 0, "train.lr", "> 0", t.lr)
+    require(0 <= t.min_lr <= t.lr, "train.min_lr", f"in [0, train.lr ({t.lr})]", t.min_lr)
+    require(t.weight_decay >= 0, "train.weight_decay", ">= 0", t.weight_decay)
+    require(0 <= t.warmup <= 1, "train.warmup", "a fraction of the steps in [0, 1]", t.warmup)
+    require(t.clip >= 0, "train.clip", ">= 0 (0 = off)", t.clip)
+    require(0 <= t.seed <= MAX_SEED, "train.seed", f"an integer in [0, {MAX_SEED}]", t.seed)
+    require(t.threads >= 0, "train.threads", "an integer >= 0 (0 = torch's default)", t.threads)
+    at_least(config, "probe.max_train probe.knn_k probe.batch_size", 1)
+
+    from anymae.masking import check_strategy  # the strategy table lives with the strategies
+
+    check_strategy(config.masking, config.model)
+    return config
+
+
+def check_fits(config: Config, spec) -> None:
+    """The rules that need the data's modality spec (known once the data is read), before the model is built."""
+    from anymae.masking import check_strategy
+
+    if spec.max_tokens < 2:
+        raise UserError(f"the data gives {spec.max_tokens} token per sample; masking needs at least 2 (data.patch?)")
+    check_strategy(config.masking, config.model, spec)

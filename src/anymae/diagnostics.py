@@ -45,5 +45,5 @@ class MaskDiagnostics:
                 generator = torch.Generator().manual_seed(0)  # the same masks at every report
                 out = reconstruction(model, self.held_out, self.random, generator, progress=1.0)
             model.train()
-            record["val_loss_random_masks"] = float(out["loss"])
+            record["val_loss_random_masks"] = float(out.loss)
         return record

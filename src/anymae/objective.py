@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
-from anymae.masking import MaskingStrategy
+from anymae.masking import MaskingStrategy, MaskPlan
 from anymae.model import MaskedAutoencoder
 from anymae.tokens import TokenBatch
 
@@ -39,24 +41,37 @@ def masked_mean(
     return (weights * losses * m).sum() / denominator.clamp(min=1e-12)
 
 
+@dataclass
+class Reconstruction:
+    """One masked-reconstruction pass: the loss, and per token (B, N) what it was made of."""
+
+    loss: torch.Tensor  # scalar, with gradients
+    prediction: torch.Tensor  # logits (B, N, V) or values (B, N, C)
+    target: torch.Tensor  # ids (B, N) or values (B, N, C)
+    masked: torch.Tensor  # (B, N) bool: the tokens hidden (never padding)
+    token_loss: torch.Tensor  # (B, N) per-token loss, detached
+    weights: torch.Tensor | None = None  # (B, N) loss weights of a weighting; None = uniform
+
+
 def reconstruction(
     model: MaskedAutoencoder,
     batch: TokenBatch,
-    strategy: MaskingStrategy,
-    generator: torch.Generator,
+    strategy: MaskingStrategy | None = None,
+    generator: torch.Generator | None = None,
     progress: float = 0.0,
-) -> dict[str, torch.Tensor]:
-    """One masked-reconstruction pass: `loss`, and per token `prediction`, `target`, `masked`."""
-    plan = strategy.plan(model, batch, generator, progress)
+    masked: torch.Tensor | None = None,
+) -> Reconstruction:
+    """Mask (the strategy's choice, or the given `masked` with uniform weights), encode, decode, and the loss."""
+    if masked is not None:
+        plan = MaskPlan(masked=masked & batch.valid)
+    elif strategy is None or generator is None:
+        raise TypeError("reconstruction needs a strategy and a generator, or an explicit masked=")
+    else:
+        plan = strategy.plan(model, batch, generator, progress)
     encoded = model.encode(batch, masked=plan.masked, select=plan.select)
     prediction = model.decode(encoded, batch.valid.shape[1])
     target = targets(model, batch)
-    masked = encoded.masked & batch.valid
+    hidden = encoded.masked & batch.valid
     losses = token_losses(prediction, target)
-    return {
-        "loss": masked_mean(losses, masked, plan.weights, plan.normalise_by_weights),
-        "prediction": prediction,
-        "target": target,
-        "masked": masked,
-        "token_loss": losses.detach(),
-    }
+    loss = masked_mean(losses, hidden, plan.weights, plan.normalise_by_weights)
+    return Reconstruction(loss, prediction, target, hidden, losses.detach(), plan.weights)

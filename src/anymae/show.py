@@ -31,12 +31,12 @@ def masks_for(
         batch = dataset.tokens.batch(index[start : start + 256], dataset.spec.discrete)
         with torch.no_grad():
             out = reconstruction(model, batch, strategy, generator, progress=1.0)
-            random = random_mask(batch.valid, out["masked"].sum(1), generator)
+            random = random_mask(batch.valid, out.masked.sum(1), generator)
             prediction = model.decode(model.encode(batch, masked=random), batch.valid.shape[1])
             random_loss = token_losses(prediction, targets(model, batch))
-        parts["masked"].append(out["masked"].numpy())
-        parts["prediction"].append(out["prediction"].float().numpy())
-        parts["token_loss"].append(out["token_loss"].numpy())
+        parts["masked"].append(out.masked.numpy())
+        parts["prediction"].append(out.prediction.float().numpy())
+        parts["token_loss"].append(out.token_loss.numpy())
         parts["random"].append(random.numpy())
         parts["random_token_loss"].append(random_loss.numpy())
     return {key: np.concatenate(value) for key, value in parts.items()}

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from anymae.errors import UserError
+
 
 @dataclass
 class TokenBatch:
@@ -104,8 +106,12 @@ class ImagePatches(ModalitySpec):
     default_ratio: float = 0.75
 
     def __post_init__(self) -> None:
-        if self.height % self.patch or self.width % self.patch:
-            raise ValueError(f"patch size {self.patch} does not divide image size {self.height}x{self.width}")
+        if self.patch < 1 or self.height % self.patch or self.width % self.patch:
+            sizes = [p for p in range(1, min(self.height, self.width)) if self.height % p == 0 and self.width % p == 0]
+            raise UserError(
+                f"data.patch={self.patch} does not divide the image size {self.height}x{self.width} "
+                f"(patch sizes that fit: {', '.join(map(str, sizes))})"
+            )
 
     @property
     def grid(self) -> tuple[int, int]:  # type: ignore[override]

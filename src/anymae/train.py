@@ -16,16 +16,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from anymae.checkpoint import FILENAME, Checkpoint, load_checkpoint, save_checkpoint
-from anymae.config import Config, TrainConfig, save_config
+from anymae.config import Config, TrainConfig, check_fits, save_config, validate
 from anymae.data import Dataset, load_dataset
 from anymae.diagnostics import MaskDiagnostics
 from anymae.errors import TrainingDiverged, UserError
-from anymae.masking import build_strategy
+from anymae.masking import MaskingStrategy, build_strategy
 from anymae.model import MaskedAutoencoder
 from anymae.objective import reconstruction
+from anymae.tokens import TokenBatch
 
 
 @dataclass
@@ -41,8 +43,6 @@ def pick_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("train.device=cuda was asked for, but no CUDA device is available")
-    if name not in ("cpu", "cuda"):
-        raise UserError(f"train.device must be auto, cpu or cuda, not '{name}'")
     return torch.device(name)
 
 
@@ -55,10 +55,25 @@ def learning_rate(step: int, config: TrainConfig) -> float:
     return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
+EMBEDDING_PARAMETERS = ("position", "decoder_position", "latents", "mask_token")  # learned vectors, not maps
+
+
+def decays(module: nn.Module, name: str) -> bool:
+    """Weight decay by a parameter's role: the weight matrices of linear maps and token tables decay;
+    biases, norms, position embeddings, latents and the mask token do not."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        return name == "weight"
+    if isinstance(module, nn.LayerNorm) or name == "bias" or name in EMBEDDING_PARAMETERS:
+        return False
+    raise ValueError(f"no weight-decay role for parameter '{name}' of {type(module).__name__}: add one in decays()")
+
+
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW; no weight decay on biases, norms, embeddings of positions, latents and the mask token."""
-    decay = [p for p in model.parameters() if p.ndim >= 2 and p.shape[0] != 1]
-    no_decay = [p for p in model.parameters() if not (p.ndim >= 2 and p.shape[0] != 1)]
+    """AdamW with two groups: decayed weight matrices, and everything else without decay."""
+    decay, no_decay = [], []
+    for module in model.modules():
+        for name, parameter in module.named_parameters(recurse=False):
+            (decay if decays(module, name) else no_decay).append(parameter)
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95))
 
@@ -114,100 +129,194 @@ def trim_metrics(path: Path, step: int) -> None:
         path.write_text("".join(line + "\n" for line in lines))
 
 
+@dataclass
+class Run:
+    """A training run: its model, optimizer, masking strategy and mask generator at `step`."""
+
+    config: Config
+    run_dir: Path
+    dataset: Dataset
+    device: torch.device
+    model: MaskedAutoencoder
+    optimizer: torch.optim.AdamW
+    strategy: MaskingStrategy
+    generator: torch.Generator  # every mask's randomness
+    batch_size: int
+    step: int = 0
+
+    @property
+    def checkpoint_file(self) -> Path:
+        return self.run_dir / FILENAME
+
+    def batches(self) -> Iterator[TokenBatch]:
+        """The training batches from the current step on, on the run's device."""
+        t, train_index = self.config.train, self.dataset.splits["train"]
+        order = batch_order(len(train_index), self.batch_size, t.seed, self.step * t.accumulate)
+        for index in order:
+            yield self.dataset.tokens.batch(train_index[index], self.dataset.spec.discrete).to(self.device)
+
+    def save(self) -> None:
+        state = Checkpoint(
+            self.config,
+            self.step,
+            self.model.state_dict(),
+            self.optimizer.state_dict(),
+            {"mask": self.generator.get_state()},
+            {"masking": self.strategy.state_dict()},
+        )
+        save_checkpoint(self.checkpoint_file, state)
+
+
+def build_run(config: Config, run_dir: Path, resume: bool = False, dataset: Dataset | None = None) -> Run:
+    """Check the config, read the data, build model, optimizer and strategy; restore them on `resume`."""
+    validate(config)
+    t = config.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    run_dir = Path(run_dir)
+    if not resume and (run_dir / FILENAME).exists():
+        raise UserError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    dataset = dataset or load_dataset(config.data)
+    check_fits(config, dataset.spec)
+    device = pick_device(t.device)
+    torch.manual_seed(t.seed)
+    model = MaskedAutoencoder(dataset.spec, config.model).to(device)
+    run = Run(
+        config,
+        run_dir,
+        dataset,
+        device,
+        model,
+        make_optimizer(model, t),
+        build_strategy(config.masking, dataset.spec, config.model),
+        torch.Generator().manual_seed(t.seed),
+        min(t.batch_size, len(dataset.splits["train"])),
+    )
+    if resume:
+        saved = load_checkpoint(run.checkpoint_file)
+        run.model.load_state_dict(saved.model)
+        run.optimizer.load_state_dict(saved.optimizer)
+        run.generator.set_state(saved.generators["mask"])
+        run.strategy.load_state_dict(saved.extra.get("masking", {}))
+        run.step = saved.step
+        trim_metrics(run_dir / "metrics.jsonl", run.step)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    return run
+
+
+@dataclass
+class StepResult:
+    loss: float  # mean over the accumulated batches; non-finite: the step stopped, no update was made
+    masked: list[torch.Tensor]  # each batch's mask, for the diagnostics
+
+
+def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def train_step(
+    model: MaskedAutoencoder,
+    optimizer: torch.optim.Optimizer,
+    strategy: MaskingStrategy,
+    generator: torch.Generator,
+    batches: list[TokenBatch],
+    lr: float,
+    progress: float,
+    clip: float = 0.0,
+    autocast: contextlib.AbstractContextManager | None = None,
+) -> StepResult:
+    """One optimizer step: mask and reconstruct each batch (gradients accumulated), clip, update.
+
+    On a non-finite loss it stops before that batch's backward pass and makes no update.
+    """
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    total, masks = 0.0, []
+    for batch in batches:
+        with autocast or contextlib.nullcontext():
+            out = reconstruction(model, batch, strategy, generator, progress=progress)
+        masks.append(out.masked)
+        if not torch.isfinite(out.loss):
+            optimizer.zero_grad(set_to_none=True)
+            return StepResult(out.loss.item(), masks)
+        (out.loss / len(batches)).backward()
+        total += out.loss.item() / len(batches)
+    if clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return StepResult(total, masks)
+
+
+class MetricsWindow:
+    """Mean loss and throughput over the steps since the last metrics line."""
+
+    def __init__(self, samples_per_step: int) -> None:
+        self.samples_per_step = samples_per_step
+        self.started = time.perf_counter()
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss, self.steps, self.window_start = 0.0, 0, time.perf_counter()
+
+    def add(self, loss: float) -> None:
+        self.loss, self.steps = self.loss + loss, self.steps + 1
+
+    def record(self, step: int, lr: float) -> dict:
+        now = time.perf_counter()
+        record = {
+            "step": step,
+            "loss": self.loss / self.steps,
+            "lr": lr,
+            "samples_per_s": self.steps * self.samples_per_step / max(now - self.window_start, 1e-9),
+            "elapsed_s": now - self.started,
+        }
+        self.reset()
+        return record
+
+
 def pretrain(
     config: Config, run_dir: Path, resume: bool = False, stop_after: int | None = None, dataset: Dataset | None = None
 ) -> RunResult:
     """Pretrain a masked autoencoder; `stop_after` ends early (as an interruption would) for tests."""
+    run = build_run(config, run_dir, resume, dataset)
     t = config.train
-    if t.steps < 1 or t.batch_size < 1 or t.accumulate < 1:
-        raise UserError("train.steps, train.batch_size and train.accumulate must be at least 1")
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    run_dir = Path(run_dir)
-    ckpt_file = run_dir / FILENAME
-    if not resume and ckpt_file.exists():
-        raise UserError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-    dataset = dataset or load_dataset(config.data)
-    device = pick_device(t.device)
-    train_index = dataset.splits["train"]
-    batch_size = min(t.batch_size, len(train_index))
-
-    torch.manual_seed(t.seed)
-    model = MaskedAutoencoder(dataset.spec, config.model).to(device)
-    strategy = build_strategy(config.masking, dataset.spec, config.model)
-    optimizer = make_optimizer(model, t)
-    mask_generator = torch.Generator().manual_seed(t.seed)
-    step = 0
-    if resume:
-        saved = load_checkpoint(ckpt_file)
-        model.load_state_dict(saved.model)
-        optimizer.load_state_dict(saved.optimizer)
-        mask_generator.set_state(saved.generators["mask"])
-        step = saved.step
-        trim_metrics(run_dir / "metrics.jsonl", step)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
-
-    def checkpoint() -> None:
-        state = Checkpoint(
-            config, step, model.state_dict(), optimizer.state_dict(), {"mask": mask_generator.get_state()}, {}
-        )
-        save_checkpoint(ckpt_file, state)
-
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    batches = batch_order(len(train_index), batch_size, t.seed, step * t.accumulate)
     end = t.steps if stop_after is None else min(t.steps, stop_after)
-    progress = Progress(t.steps, step, t.log_every)
-    diagnostics = MaskDiagnostics(dataset, config.masking, device)
-    window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
-    started, loss_value = time.perf_counter(), float("nan")
-    model.train()
-    with open(run_dir / "metrics.jsonl", "a") as metrics:
-        while step < end:
-            lr = learning_rate(step, t)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            step_loss = 0.0
-            for _ in range(t.accumulate):
-                batch = dataset.tokens.batch(train_index[next(batches)], dataset.spec.discrete).to(device)
-                with autocast:
-                    out = reconstruction(model, batch, strategy, mask_generator, progress=step / t.steps)
-                loss = out["loss"]
-                diagnostics.observe(out["masked"], batch.valid)
-                if not torch.isfinite(loss):
-                    progress.close()
-                    raise TrainingDiverged(
-                        f"loss became {loss.item()} at step {step + 1}; stopped. The last good checkpoint "
-                        f"({ckpt_file}) is kept; try a lower train.lr or a higher train.warmup"
-                    )
-                (loss / t.accumulate).backward()
-                step_loss += loss.item() / t.accumulate
-            if t.clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            loss_value = step_loss
-            window_loss, window_steps = window_loss + step_loss, window_steps + 1
+    batches = run.batches()
+    autocast = autocast_for(run.device)
+    progress = Progress(t.steps, run.step, t.log_every)
+    diagnostics = MaskDiagnostics(run.dataset, config.masking, run.device)
+    window = MetricsWindow(run.batch_size * t.accumulate)
+    loss = float("nan")
+    run.model.train()
+    with open(run.run_dir / "metrics.jsonl", "a") as metrics:
+        while run.step < end:
+            lr = learning_rate(run.step, t)
+            micro = [next(batches) for _ in range(t.accumulate)]
+            result = train_step(
+                run.model, run.optimizer, run.strategy, run.generator, micro, lr, run.step / t.steps, t.clip, autocast
+            )
+            for batch, masked in zip(micro, result.masked):
+                diagnostics.observe(masked, batch.valid)
+            if not math.isfinite(result.loss):
+                progress.close()
+                raise TrainingDiverged(
+                    f"loss became {result.loss} at step {run.step + 1}; stopped. The last good checkpoint "
+                    f"({run.checkpoint_file}) is kept; try a lower train.lr or a higher train.warmup"
+                )
+            run.step, loss = run.step + 1, result.loss
+            window.add(loss)
             record = None
-            if step % t.log_every == 0 or step == end:
-                elapsed = time.perf_counter() - window_start
-                record = {
-                    "step": step,
-                    "loss": window_loss / window_steps,
-                    "lr": lr,
-                    "samples_per_s": window_steps * batch_size * t.accumulate / max(elapsed, 1e-9),
-                    "elapsed_s": time.perf_counter() - started,
-                    **diagnostics.report(model),
-                }
+            if run.step % t.log_every == 0 or run.step == end:
+                record = {**window.record(run.step, lr), **diagnostics.report(run.model)}
                 metrics.write(json.dumps(record) + "\n")
                 metrics.flush()
-                window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
-            progress.update(step, record)
-            if step % t.checkpoint_every == 0 or step == end:
-                checkpoint()
+            progress.update(run.step, record)
+            if run.step % t.checkpoint_every == 0 or run.step == end:
+                run.save()
     progress.close()
-    return RunResult(steps=step, final_loss=loss_value, seconds=time.perf_counter() - started, run_dir=run_dir)
+    return RunResult(steps=run.step, final_loss=loss, seconds=time.perf_counter() - window.started, run_dir=run.run_dir)
 
 
 def load_model(run: Path, dataset: Dataset | None = None) -> tuple[MaskedAutoencoder, Config]:

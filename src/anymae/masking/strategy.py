@@ -2,15 +2,24 @@
 
 Any ratio sampler composes with any selector and any weighting. Selectors and weightings
 that need the model's own view of the batch share one no-grad full pass per step.
+
+Selectors form one table, `SELECTORS`, filled by subclassing `Selector`: the config, the CLI's
+choices, the contract tests and the benchmarks all read it. Adding a strategy is one new
+subclass with a `name` (its value of `masking.strategy`); its dataclass fields are its options,
+read from the `masking.*` settings of the same names.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
+from functools import partial
+from typing import ClassVar
 
 import torch
 
+from anymae.config import MaskingConfig, ModelConfig
 from anymae.errors import UserError
 from anymae.masking.ratios import RatioSampler, mask_counts
 from anymae.masking.selectors import (
@@ -26,7 +35,7 @@ from anymae.masking.selectors import (
 )
 from anymae.model.attention import GuideSelect
 from anymae.model.mae import Inspection, MaskedAutoencoder
-from anymae.tokens import TokenBatch
+from anymae.tokens import ModalitySpec, TokenBatch
 
 
 @dataclass
@@ -40,7 +49,7 @@ class MaskPlan:
 
 
 @dataclass
-class Step:
+class MaskContext:
     """Everything a selector or weighting may read for one batch; the full pass is run at most once."""
 
     model: MaskedAutoencoder
@@ -72,37 +81,92 @@ class Step:
         return self._cut
 
 
-@dataclass
-class RandomSelector:
-    def __call__(self, step: Step) -> MaskPlan:
-        return MaskPlan(masked=random_mask(step.batch.valid, step.counts, step.generator))
+SELECTORS: dict[str, type[Selector]] = {}
 
 
-@dataclass
-class SpanSelector:
-    mean_length: float = 3.0
+class Selector:
+    """The selector protocol: `name`, its options (the dataclass fields), `build` and `__call__`.
 
-    def __call__(self, step: Step) -> MaskPlan:
-        return MaskPlan(masked=span_mask(step.batch.valid, step.counts, step.generator, self.mean_length))
-
-
-@dataclass
-class BlockSelector:
-    grid: tuple[int, int]
-
-    def __call__(self, step: Step) -> MaskPlan:
-        return MaskPlan(masked=block_mask(step.batch.valid, step.counts, step.generator, self.grid))
-
-
-@dataclass
-class SelfGuidedSelector:
-    """SMA: the guide layer calls this with its logits, in the same forward pass.
-
-    `guide_scores="content"` (ours, methods.md 3.5) selects from logits of the guide layer's own
-    q and k applied to the content embeddings without positions, so masks cannot simply follow
-    the position embeddings; the layer itself still attends with its full logits.
+    Subclasses register themselves in `SELECTORS`. `needs_features` (per-token features of a
+    full pass: self mode only) and `needs_grid` (tokens on a 2-D grid) are checked against the
+    config and the data before training.
     """
 
+    name: ClassVar[str]
+    needs_features: ClassVar[bool] = False
+    needs_grid: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name in SELECTORS:
+            raise TypeError(f"two selectors are named '{cls.name}'")
+        SELECTORS[cls.name] = cls
+
+    @classmethod
+    def build(cls, config: MaskingConfig, spec: ModalitySpec) -> Selector:
+        """The selector a config describes: each field of the subclass from `masking.<field>`."""
+        options = {f.name: getattr(config, f.name) for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+        return cls(**options)
+
+    def __call__(self, context: MaskContext) -> MaskPlan:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """State that a checkpoint carries (JSON-able) so that a resumed run masks exactly alike."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+@dataclass
+class RandomSelector(Selector):
+    name = "random"
+
+    def __call__(self, context: MaskContext) -> MaskPlan:
+        return MaskPlan(masked=random_mask(context.batch.valid, context.counts, context.generator))
+
+
+@dataclass
+class SpanSelector(Selector):
+    name = "span"
+    span_length: float = 3.0
+
+    def __call__(self, context: MaskContext) -> MaskPlan:
+        c = context
+        return MaskPlan(masked=span_mask(c.batch.valid, c.counts, c.generator, self.span_length))
+
+
+@dataclass
+class BlockSelector(Selector):
+    name = "block"
+    needs_grid = True
+    grid: tuple[int, int] = (0, 0)
+
+    @classmethod
+    def build(cls, config: MaskingConfig, spec: ModalitySpec) -> Selector:
+        return cls(spec.grid)  # type: ignore[arg-type]
+
+    def __call__(self, context: MaskContext) -> MaskPlan:
+        return MaskPlan(masked=block_mask(context.batch.valid, context.counts, context.generator, self.grid))
+
+
+@dataclass
+class SelfGuidedSelector(Selector):
+    """SMA: the guide layer calls this with its logits, in the same forward pass.
+
+    `guide_scores="content"` (ours, methods.md 3.5) selects from logits of the guide layer's
+    own q and k applied to the content embeddings without positions, so masks cannot simply
+    follow the position embeddings; the layer itself still attends with its full logits.
+
+    `position_debias` (ours) subtracts each position's *running* mean score (over the batches of
+    training so far, not the current batch) before the top-k, so no position is hidden almost
+    always just for being that position, and one sample's mask does not depend on its batch.
+    The mean is updated after each training batch's selection (never in eval mode) and is
+    carried by checkpoints (`state_dict`), so a resumed run masks exactly as an uninterrupted one.
+    """
+
+    name = "sma"
     per_query: int = 3
     aggregation: str = "mean"
     mask_self: bool = True
@@ -110,10 +174,32 @@ class SelfGuidedSelector:
     schedule: float = 0.25
     guide_scores: str = "full"  # full | content
     position_debias: bool = False
+    momentum: ClassVar[float] = 0.05  # weight of the newest batch in the running mean (a cumulative mean at first)
+    position_mean: torch.Tensor | None = field(default=None, init=False, repr=False)  # (N,) float32
+    updates: int = field(default=0, init=False, repr=False)
 
-    def __call__(self, step: Step) -> MaskPlan:
-        sigma = cosine_sigma(step.progress, self.schedule) if self.curriculum else 0.0
-        model, batch = step.model, step.batch
+    def debias(self, token_score: torch.Tensor, valid: torch.Tensor, update: bool) -> torch.Tensor:
+        """Subtract the running per-position mean; then (training only) fold this batch into it."""
+        n = token_score.shape[1]
+        if self.position_mean is None or len(self.position_mean) < n:
+            grown = torch.zeros(n, dtype=torch.float32)
+            if self.position_mean is not None:
+                grown[: len(self.position_mean)] = self.position_mean.cpu()
+            self.position_mean = grown
+        mean = self.position_mean.to(token_score.device)
+        debiased = token_score - mean[:n]
+        if update:
+            weight = max(self.momentum, 1.0 / (self.updates + 1))
+            seen = valid.sum(0)
+            batch_mean = (token_score * valid).sum(0) / seen.clamp(min=1)
+            step = torch.where(seen > 0, weight * (batch_mean - mean[:n]), 0.0)
+            self.position_mean = torch.cat([mean[:n] + step, mean[n:]]).float().cpu()
+            self.updates += 1
+        return debiased
+
+    def __call__(self, context: MaskContext) -> MaskPlan:
+        sigma = cosine_sigma(context.progress, self.schedule) if self.curriculum else 0.0
+        model, batch, counts, generator = context.model, context.batch, context.counts, context.generator
 
         def select(scores: torch.Tensor) -> torch.Tensor:
             if self.guide_scores == "content":
@@ -123,34 +209,46 @@ class SelfGuidedSelector:
             return self_guided_mask(
                 scores.detach(),
                 batch.valid,
-                step.counts,
-                step.generator,
+                counts,
+                generator,
                 self.per_query,
                 self.aggregation,
                 self.mask_self,
                 sigma,
-                self.position_debias,
+                partial(self.debias, valid=batch.valid, update=model.training) if self.position_debias else None,
             )
 
         return MaskPlan(select=select)
 
+    def state_dict(self) -> dict:
+        if self.position_mean is None:
+            return {}
+        return {"position_mean": self.position_mean.tolist(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            self.position_mean = torch.tensor(state["position_mean"], dtype=torch.float32)
+            self.updates = int(state["updates"])
+
 
 @dataclass
-class InformedSelector:
+class InformedSelector(Selector):
     """Self-Guided MAE: random masks during warm-up, then the model's own normalized cut."""
 
+    name = "informed"
+    needs_features = True
     start: float = 0.2
     rank: str = "main"
     hint: float = 0.1
     cut_tau: float = 0.2
 
-    def __call__(self, step: Step) -> MaskPlan:
-        valid = step.batch.valid
-        if step.progress < self.start:
-            return MaskPlan(masked=random_mask(valid, step.counts, step.generator))
-        scores = informed_scores(step.inspection.features, valid, step.cut(self.cut_tau), self.rank)
-        masked = mask_top(scores, valid, step.counts)
-        return MaskPlan(masked=with_hints(masked, valid, self.hint, step.generator))
+    def __call__(self, context: MaskContext) -> MaskPlan:
+        valid = context.batch.valid
+        if context.progress < self.start:
+            return MaskPlan(masked=random_mask(valid, context.counts, context.generator))
+        scores = informed_scores(context.inspection.features, valid, context.cut(self.cut_tau), self.rank)
+        masked = mask_top(scores, valid, context.counts)
+        return MaskPlan(masked=with_hints(masked, valid, self.hint, context.generator))
 
 
 @dataclass
@@ -167,44 +265,77 @@ class AttentionGuidedWeighting:
             return self.tau
         return self.tau_end + 0.5 * (self.tau - self.tau_end) * (1 + math.cos(math.pi * min(progress, 1.0)))
 
-    def importance(self, step: Step) -> torch.Tensor:
+    def importance(self, context: MaskContext) -> torch.Tensor:
         if self.source == "cut":
-            return step.cut(self.cut_tau)
+            return context.cut(self.cut_tau)
         if self.source == "attention":
-            return step.inspection.received
-        if step.batch.importance is None:
+            return context.inspection.received
+        if context.batch.importance is None:
             raise UserError("masking.map_source=given needs a per-token importance map with the data")
-        return step.batch.importance
+        return context.batch.importance
 
-    def __call__(self, step: Step) -> torch.Tensor:
-        valid = step.batch.valid
-        importance = self.importance(step).float()
+    def __call__(self, context: MaskContext) -> torch.Tensor:
+        valid = context.batch.valid
+        importance = self.importance(context).float()
         low = importance.masked_fill(~valid, float("inf")).amin(1, keepdim=True)
         high = importance.masked_fill(~valid, float("-inf")).amax(1, keepdim=True)
         normalised = ((importance - low) / (high - low).clamp(min=1e-12)).masked_fill(~valid, 0.0)
-        return torch.exp(normalised / self.tau_at(step.progress))
+        return torch.exp(normalised / self.tau_at(context.progress))
 
 
 @dataclass
 class MaskingStrategy:
     ratio: RatioSampler
-    selector: RandomSelector | SpanSelector | BlockSelector | SelfGuidedSelector | InformedSelector
+    selector: Selector
     weighting: AttentionGuidedWeighting | None = None
     normalise_by_weights: bool = False
     cut_layer: int = 0  # encoder layer whose token features informed masks and cut maps read (0 = last)
 
-    def step(self, model: MaskedAutoencoder, batch: TokenBatch, generator: torch.Generator, progress: float) -> Step:
+    def context(
+        self, model: MaskedAutoencoder, batch: TokenBatch, generator: torch.Generator, progress: float
+    ) -> MaskContext:
         """Draw this batch's ratios and counts; `progress` is the fraction of training done, in [0, 1]."""
         counts = mask_counts(self.ratio(len(batch.valid), generator), batch.valid)
         needs_received = self.weighting is not None and self.weighting.source == "attention"
-        return Step(model, batch, generator, progress, counts, needs_received, self.cut_layer)
+        return MaskContext(model, batch, generator, progress, counts, needs_received, self.cut_layer)
 
     def plan(
         self, model: MaskedAutoencoder, batch: TokenBatch, generator: torch.Generator, progress: float
     ) -> MaskPlan:
-        step = self.step(model, batch, generator, progress)
-        plan = self.selector(step)
+        context = self.context(model, batch, generator, progress)
+        plan = self.selector(context)
         if self.weighting is not None:
-            plan.weights = self.weighting(step)
+            plan.weights = self.weighting(context)
             plan.normalise_by_weights = self.normalise_by_weights
         return plan
+
+    def state_dict(self) -> dict:
+        return self.selector.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.selector.load_state_dict(state)
+
+
+def uses_cut(config: MaskingConfig) -> bool:
+    return config.loss_weighting == "attention-guided" and config.map_source == "cut"
+
+
+def check_strategy(config: MaskingConfig, model: ModelConfig, spec: ModalitySpec | None = None) -> type[Selector]:
+    """The selector class a config names, checked against the model config and (when known) the data."""
+    from anymae.masking.ratios import parse_ratio
+
+    if config.strategy not in SELECTORS:
+        raise UserError(f"masking.strategy must be one of {', '.join(SELECTORS)}, got {config.strategy!r}")
+    selector = SELECTORS[config.strategy]
+    if (selector.needs_features or uses_cut(config)) and model.mode != "self":
+        what = f"masking.strategy={selector.name}" if selector.needs_features else "masking.map_source=cut"
+        raise UserError(f"{what} needs per-token features: use model.mode=self")
+    if not 0 <= config.cut_layer <= model.depth:
+        raise UserError(f"masking.cut_layer must be 0 (the last layer) or a layer from 1 to {model.depth}")
+    if config.ratio:
+        parse_ratio(config.ratio, config.per_sample)
+    if spec is not None and selector.needs_grid and spec.grid is None:
+        raise UserError(
+            f"masking.strategy={selector.name} needs tokens on a 2-D grid (images); '{spec.name}' has none: use span"
+        )
+    return selector
