@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -92,3 +94,66 @@ def test_batch_order_is_stateless_and_covers_each_epoch():
     assert all((a[1] == b[1]).all() for a, b in zip(first[3:], again))
     epoch = set(map(int, [i for _, b in first[:3] for i in b]))
     assert len(epoch) == 9  # 3 full batches of distinct samples, the last one dropped
+
+
+def all_specs():
+    """Every modality spec (tests/test_specs.py's cases), images and bytes."""
+    from anymae.tokens import ByteSequence, ImagePatches
+    from tests.test_specs import CASES
+
+    return {**{name: spec for name, (spec, _) in CASES.items()}, "image": ImagePatches(8, 8), "text": ByteSequence(16)}
+
+
+@pytest.mark.parametrize("mode", ["self", "latent"])
+@pytest.mark.parametrize("name", list(all_specs()))
+def test_weight_decay_goes_to_every_weight_matrix_and_nothing_else(name, mode):
+    from anymae.config import ModelConfig
+    from anymae.model import MaskedAutoencoder
+    from anymae.train import make_optimizer
+
+    config = ModelConfig(mode=mode, dim=32, depth=2, heads=4, latents=4, decoder_dim=32, decoder_depth=1)
+    model = MaskedAutoencoder(all_specs()[name], config)
+    decay, no_decay = make_optimizer(model, tiny_config().train).param_groups
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    kept = {names[id(p)] for p in no_decay["params"]}
+    assert decayed.isdisjoint(kept) and decayed | kept == set(names.values())  # each parameter in exactly one group
+    embeddings = {"position", "decoder_position", "latents", "mask_token"}
+    assert decayed == {n for n, p in model.named_parameters() if p.ndim >= 2 and n not in embeddings}
+    assert "head.weight" in decayed and "embed.weight" in decayed  # the tabular head too (shape[0] == 1)
+    assert all(n.endswith("bias") or "norm" in n or n in embeddings for n in kept)
+    if mode == "latent":
+        assert "latents" in kept
+
+
+def test_resume_is_exact_with_running_position_means(tmp_path, digits):
+    config = tiny_config(steps=8)
+    config.masking.strategy, config.masking.position_debias = "sma", True
+    straight = pretrain(config, tmp_path / "straight", dataset=digits)
+    pretrain(config, tmp_path / "resumed", dataset=digits, stop_after=4)
+    saved = load_checkpoint(tmp_path / "resumed").extra["masking"]
+    assert saved["updates"] == 4 and len(saved["position_mean"]) == digits.spec.max_tokens
+    resumed = pretrain(config, tmp_path / "resumed", dataset=digits, resume=True)
+    assert resumed.final_loss == straight.final_loss
+    a, b = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "resumed")
+    assert a.extra == b.extra
+    for name in a.model:
+        assert torch.equal(a.model[name], b.model[name]), name
+
+
+def test_train_step_makes_no_update_on_a_non_finite_loss(digits):
+    from anymae.masking import build_strategy
+    from anymae.model import MaskedAutoencoder
+    from anymae.train import make_optimizer, train_step
+
+    config = tiny_config()
+    model = MaskedAutoencoder(digits.spec, config.model)
+    optimizer = make_optimizer(model, config.train)
+    strategy = build_strategy(config.masking, digits.spec, config.model)
+    batch = digits.tokens.batch(np.arange(16), False)
+    batch.values[:] = float("nan")
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    result = train_step(model, optimizer, strategy, torch.Generator().manual_seed(0), [batch], 1e-3, 0.0)
+    assert math.isnan(result.loss) and len(result.masked) == 1
+    assert all(torch.equal(before[n], p) for n, p in model.named_parameters())

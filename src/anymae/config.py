@@ -185,7 +185,7 @@ def coerce(value, kind, key: str, source: str):
     if isinstance(value, str) and base is not str:
         result = parse_text(value, base)
     elif base is bool:
-        result = value if isinstance(value, bool) else None
+        result = value if isinstance(value, bool) else parse_text(str(value), bool) if type(value) is int else None
     elif base is int:
         result = value if isinstance(value, int) and not isinstance(value, bool) else None
         if isinstance(value, float) and math.isfinite(value) and value == int(value):
