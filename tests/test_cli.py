@@ -147,3 +147,30 @@ def test_binary_tasks_can_be_scored_by_roc_auc():
     assert 0.7 < report["linear"]["test"] <= 1.0 and 0.6 < report["knn"]["test"] <= 1.0
     noise = {s: rng.normal(0, 1.0, (len(labels), 3)) for s, labels in y.items()}
     assert abs(evaluate_features("roc_auc", noise, y, k=10)["linear"]["test"] - 0.5) < 0.15
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["show", "--checkpoint", "{run}", "--out", "{tmp}/m.png", "--samples", "0"], "--samples must be at least 1"),
+        (["show", "--checkpoint", "{run}", "--out", "{tmp}/m.png", "--samples", "-3"], "--samples must be at least 1"),
+        (["probe", "--checkpoint", "{run}", "probe.knn_k=0"], "probe.knn_k must be an integer >= 1"),
+        (["probe", "--checkpoint", "{run}", "probe.max_train=0"], "probe.max_train must be an integer >= 1"),
+        (["probe", "--checkpoint", "{run}", "probe.batch_size=0"], "probe.batch_size must be an integer >= 1"),
+        (["probe", "--checkpoint", "{run}", "--on-bad-record", "skip", "probe.knn_k=x"], "probe.knn_k must be"),
+        (["pretrain", "--out", "{run}", "--resume", "model.dim=64"], "drop the change to model.dim"),
+        (["pretrain", "--out", "{run}", "--resume", "--data", "fashion-mnist"], "drop the change to data.name"),
+        (["pretrain", "--out", "{run}", "--resume", "train.log_every=0"], "train.log_every must be an integer >= 1"),
+    ],
+)
+def test_bad_settings_on_a_run_are_one_line(argv, message, run_dir, tmp_path, capsys, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the data was read before the settings were checked")
+
+    monkeypatch.setattr("anymae.data.load_dataset", refuse)
+    monkeypatch.setattr("anymae.train.load_dataset", refuse)
+    before = (run_dir / "checkpoint.safetensors").read_bytes()
+    assert main([a.replace("{run}", str(run_dir)).replace("{tmp}", str(tmp_path)) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+    assert (run_dir / "checkpoint.safetensors").read_bytes() == before

@@ -48,6 +48,16 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         if value is not None:
             set_value(config, key, value, source="command line")
     validate(apply_overrides(config, args.overrides))  # before any data is read
+    if args.resume:  # the weights fit only the run's own model, and the batch order only its own data
+        saved = load_checkpoint(Path(args.out) / FILENAME).config.to_dict()
+        changed = [
+            f"{section}.{key}"
+            for section in ("model", "data")
+            for key, value in config.to_dict()[section].items()
+            if saved[section][key] != value
+        ]
+        if changed:
+            raise UserError(f"--resume continues the run's own model and data; drop the change to {', '.join(changed)}")
     result = pretrain(config, Path(args.out), resume=args.resume)
     print(
         f"pretrained {result.steps} steps in {result.seconds:.0f} s; final loss {result.final_loss:.4f}; "
