@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from anymae.config import MaskingConfig, ModelConfig
-from anymae.masking import build_strategy
+from anymae.errors import UserError
+from anymae.masking import SELECTORS, build_strategy, mask_counts
 from anymae.model import MaskedAutoencoder
 from anymae.objective import reconstruction
 from anymae.tokens import (
@@ -93,3 +94,24 @@ def test_series_patches_pad_the_last_patch_and_are_z_normalised():
     assert tokens.valid.tolist() == [[True, True, False]]
     steps = tokens.inputs[0, :2].reshape(-1)[:6]
     assert abs(steps.mean()) < 1e-6 and tokens.inputs[0, 1, 2:].tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("strategy", list(SELECTORS))
+@pytest.mark.parametrize("name", list(CASES))
+def test_every_strategy_on_every_spec_masks_exact_counts_or_refuses_in_one_line(name, strategy):
+    spec, raw = CASES[name]
+    tokens = spec.tokenize(raw)
+    batch = tokens.batch(np.arange(len(raw)), spec.discrete)
+    config = MaskingConfig(strategy=strategy, start=0.0)
+    if SELECTORS[strategy].needs_grid and spec.grid is None:
+        with pytest.raises(UserError, match=f"masking.strategy={strategy} needs tokens on a 2-D grid"):
+            build_strategy(config, spec)
+        return
+    torch.manual_seed(0)
+    model = MaskedAutoencoder(spec, ModelConfig(dim=32, depth=2, heads=4, decoder_dim=32, decoder_depth=1)).eval()
+    strategy_ = build_strategy(config, spec, model.config)
+    with torch.no_grad():
+        out = reconstruction(model, batch, strategy_, torch.Generator().manual_seed(0), progress=0.5)
+    expected = mask_counts(strategy_.ratio(len(raw), torch.Generator().manual_seed(0)), batch.valid)
+    assert out.masked.sum(1).tolist() == expected.tolist() and not (out.masked & ~batch.valid).any()
+    assert torch.isfinite(out.loss)
