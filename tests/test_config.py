@@ -274,7 +274,7 @@ def test_every_numeric_field_has_a_range():
     [
         (["data.patch=3"], "data.patch=3 does not divide the image size 8x8 (patch sizes that fit: 1, 2, 4)"),
         (["data.patch=16"], "data.patch=16 does not divide the image size 8x8"),
-        (["data.patch=8"], "the data gives 1 token per sample; masking needs at least 2"),
+        (["data.patch=8"], "each image sample is 1 token; masking needs at least 2: choose a smaller data.patch"),
     ],
 )
 def test_the_patch_must_fit_the_image(overrides, message, tmp_path, capsys):
@@ -297,9 +297,17 @@ def test_block_masks_on_data_without_a_grid_is_one_line(tmp_path, capsys):
     fails_in_one_line(argv, capsys, "masking.strategy=block needs tokens on a 2-D grid")
 
 
+@pytest.mark.parametrize(
+    "flags,message",
+    [(["--steps", "ten"], "train.steps must be an integer"), (["--seed", "-1"], "train.seed must be an integer in")],
+)
+def test_flags_are_read_and_checked_like_overrides(flags, message, tmp_path, capsys, no_data_read):
+    fails_in_one_line(["pretrain", "--data", "digits", "--out", str(tmp_path / "r"), *flags], capsys, message)
+
+
 def test_the_readme_example_runs(tmp_path):
     out = tmp_path / "d"
-    argv = ["pretrain", "--data", "digits", "--ratio", "uniform:0.6,0.9", "--steps", "2", "--out", str(out)]
+    argv = ["pretrain", "--data", "digits", "--ratio", "uniform:0.6,0.9", "--steps", "2e0", "--out", str(out)]
     assert main([*argv, *TINY, "model.dim=64", "train.lr=1e-3"]) == 0
     config = load_config(out / "config.yaml", [])
     assert config.train.lr == 1e-3 and config.model.dim == 64 and math.isclose(config.train.lr, 0.001)

@@ -202,8 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=choices(MaskingConfig, "loss_weighting"),
         help="uniform (default) or attention-guided (AttG)",
     )
-    p.add_argument("--steps", type=int, help="optimizer steps (default: 1000)")
-    p.add_argument("--seed", type=int, help="seed for initialisation, data order and masks (default: 0)")
+    p.add_argument("--steps", help="optimizer steps (default: 1000)")
+    p.add_argument("--seed", help="seed for initialisation, data order and masks (default: 0)")
     p.add_argument("--config", type=Path, help="YAML recipe (sections data, model, masking, train, probe)")
     p.add_argument("--out", required=True, help="run folder for checkpoint.safetensors, config.yaml, metrics.jsonl")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")

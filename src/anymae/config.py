@@ -357,5 +357,6 @@ def check_fits(config: Config, spec) -> None:
     from anymae.masking import check_strategy
 
     if spec.max_tokens < 2:
-        raise UserError(f"the data gives {spec.max_tokens} token per sample; masking needs at least 2 (data.patch?)")
+        hint = ": choose a smaller data.patch" if spec.grid is not None else ""
+        raise UserError(f"each {spec.name} sample is {spec.max_tokens} token; masking needs at least 2{hint}")
     check_strategy(config.masking, config.model, spec)
