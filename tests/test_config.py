@@ -331,6 +331,8 @@ def write_recipe(tmp_path, kind: str):
         for i in range(1, 10):
             lines.append(f"{chr(97 + i)}: &{chr(97 + i)} [{','.join(['*' + chr(96 + i)] * 9)}]")
         path.write_text("\n".join(lines) + "\n")
+    elif kind == "deep":
+        path.write_text("a: " + "[" * 50_000 + "]" * 50_000 + "\n")
     elif kind == "huge":
         path.write_text("# " + "x" * (2 << 20) + "\n")
     elif kind == "list":
@@ -353,6 +355,7 @@ def write_recipe(tmp_path, kind: str):
         ("nul", "holds NUL bytes"),
         ("alias-bomb", "aliases (*name) are not allowed in a recipe"),
         ("huge", "larger than 1 MiB"),
+        ("deep", "nested too deeply"),
         ("list", "expected a mapping of sections"),
         ("scalar-section", "unknown setting 'train'"),
         ("bad-yaml", "not valid YAML"),

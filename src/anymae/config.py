@@ -271,6 +271,8 @@ def read_recipe(path: Path) -> dict:
         values = yaml.load(text, Loader=RecipeLoader) or {}
     except yaml.YAMLError as error:
         raise UserError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply; a recipe is sections of settings") from None
     if not isinstance(values, dict):
         raise UserError(f"{path}: expected a mapping of sections (data, model, masking, train, probe)")
     return values

@@ -175,8 +175,8 @@ class SelfGuidedSelector(Selector):
     guide_scores: str = "full"  # full | content
     position_debias: bool = False
     momentum: ClassVar[float] = 0.05  # weight of the newest batch in the running mean (a cumulative mean at first)
-    position_mean: torch.Tensor | None = field(default=None, init=False, repr=False)  # (N,) float32
-    updates: int = field(default=0, init=False, repr=False)
+    position_mean: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)  # (N,) float32
+    updates: int = field(default=0, init=False, repr=False, compare=False)
 
     def debias(self, token_score: torch.Tensor, valid: torch.Tensor, update: bool) -> torch.Tensor:
         """Subtract the running per-position mean; then (training only) fold this batch into it."""
