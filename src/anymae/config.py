@@ -190,8 +190,8 @@ def coerce(value, kind, key: str, source: str):
         result = value if isinstance(value, int) and not isinstance(value, bool) else None
         if isinstance(value, float) and math.isfinite(value) and value == int(value):
             result = int(value)
-    elif base is float:
-        result = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    elif base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        result = float(value) if isinstance(value, float) or abs(value) < 2**1023 else math.inf
     elif base is str:
         if isinstance(value, str):
             result = value
