@@ -70,47 +70,6 @@ def block_mask(
     return mask_top(block_score.gather(1, block), valid, counts)
 
 
-def query_scores(
-    scores: torch.Tensor,
-    valid: torch.Tensor,
-    counts: torch.Tensor,
-    generator: torch.Generator,
-    per_query: int = 3,
-    aggregation: str = "mean",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """SMA's token scores (methods.md 2.3) from the guide layer's logits `scores` (B, H, Nq, N).
-
-    `round(m / per_query)` random query rows are chosen (tokens in self mode, Nq == N, or learned
-    latents otherwise), heads are aggregated (`mean`, or `random_mix`: one head per row), and the
-    chosen rows are summed. Returns the token scores (B, N) and the chosen queries (B, Nq).
-    """
-    b, heads, n_queries, n = scores.shape
-    device = valid.device
-    attention = scores.detach().float().softmax(dim=-1).nan_to_num(0.0)
-    if aggregation == "mean":
-        attention = attention.mean(dim=1)
-    else:  # random_mix: one head per (sample, query) row
-        head = torch.randint(heads, (b, 1, n_queries, 1), generator=generator, device=generator.device).to(device)
-        attention = attention.gather(1, head.expand(-1, -1, -1, n)).squeeze(1)
-    query_valid = valid if n_queries == n else torch.ones(b, n_queries, dtype=torch.bool, device=device)
-    n_chosen = torch.minimum(torch.round(counts / per_query).long().clamp(min=1), query_valid.sum(1))
-    chosen = mask_top(uniform_noise((b, n_queries), generator, device), query_valid, n_chosen)
-    return (attention * chosen[..., None]).sum(dim=1), chosen
-
-
-def top_with_noise(
-    token_score: torch.Tensor, valid: torch.Tensor, counts: torch.Tensor, generator: torch.Generator, sigma: float
-) -> torch.Tensor:
-    """The top-m tokens by score; under the curriculum (sigma > 0) only the top (1 - sigma) share
-    by score, the rest random among the remaining tokens."""
-    if sigma <= 0:
-        return mask_top(token_score, valid, counts)
-    n_top = torch.round(counts * (1.0 - sigma)).long()
-    top = mask_top(token_score, valid, n_top)
-    rest = mask_top(uniform_noise(valid.shape, generator, valid.device), valid & ~top, counts - n_top)
-    return top | rest
-
-
 def self_guided_mask(
     scores: torch.Tensor,
     valid: torch.Tensor,
@@ -122,14 +81,36 @@ def self_guided_mask(
     sigma: float = 0.0,
     debias: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """SMA's mask: `query_scores`, then `debias` of the token scores if given (ours, methods.md
-    3.5), the chosen query tokens forced in when `mask_self` (self mode), and the top-m."""
-    token_score, chosen = query_scores(scores, valid, counts, generator, per_query, aggregation)
+    """SMA (methods.md 2.3) from the guide layer's logits `scores` (B, H, Nq, N).
+
+    Queries are the tokens themselves when Nq == N (self mode) or learned latents otherwise.
+    `debias` (ours, methods.md 3.5), if given, maps the summed token scores (B, N) before the
+    top-k: `SelfGuidedSelector` subtracts each position's running-mean score there.
+    """
+    b, heads, n_queries, n = scores.shape
+    device = valid.device
+    attention = scores.detach().float().softmax(dim=-1).nan_to_num(0.0)
+    if aggregation == "mean":
+        attention = attention.mean(dim=1)
+    else:  # random_mix: one head per (sample, query) row
+        head = torch.randint(heads, (b, 1, n_queries, 1), generator=generator, device=generator.device).to(device)
+        attention = attention.gather(1, head.expand(-1, -1, -1, n)).squeeze(1)
+    tokens_are_queries = n_queries == n
+    query_valid = valid if tokens_are_queries else torch.ones(b, n_queries, dtype=torch.bool, device=device)
+    n_chosen = torch.minimum(torch.round(counts / per_query).long().clamp(min=1), query_valid.sum(1))
+    chosen = mask_top(uniform_noise((b, n_queries), generator, device), query_valid, n_chosen)
+    token_score = (attention * chosen[..., None]).sum(dim=1)  # sum of the chosen rows
     if debias is not None:
         token_score = debias(token_score)
-    if mask_self and chosen.shape[1] == token_score.shape[1]:
+    if mask_self and tokens_are_queries:
         token_score = token_score.masked_fill(chosen, float("inf"))
-    return top_with_noise(token_score, valid, counts, generator, sigma)
+    if sigma <= 0:
+        return mask_top(token_score, valid, counts)
+    # curriculum: the top (1 - sigma) share by score, the rest random among the remaining tokens
+    n_top = torch.round(counts * (1.0 - sigma)).long()
+    top = mask_top(token_score, valid, n_top)
+    rest = mask_top(uniform_noise(valid.shape, generator, device), valid & ~top, counts - n_top)
+    return top | rest
 
 
 def cosine_sigma(progress: float, schedule: float) -> float:
