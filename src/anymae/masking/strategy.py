@@ -182,18 +182,18 @@ class SelfGuidedSelector(Selector):
         """Subtract the running per-position mean; then (training only) fold this batch into it."""
         n = token_score.shape[1]
         if self.position_mean is None or len(self.position_mean) < n:
-            grown = torch.zeros(n, dtype=torch.float32)
+            grown = torch.zeros(n, dtype=torch.float32, device=token_score.device)
             if self.position_mean is not None:
-                grown[: len(self.position_mean)] = self.position_mean.cpu()
+                grown[: len(self.position_mean)] = self.position_mean
             self.position_mean = grown
-        mean = self.position_mean.to(token_score.device)
+        mean = self.position_mean.to(token_score.device)  # stays on the device: no sync per step
         debiased = token_score - mean[:n]
         if update:
             weight = max(self.momentum, 1.0 / (self.updates + 1))
             seen = valid.sum(0)
             batch_mean = (token_score * valid).sum(0) / seen.clamp(min=1)
             step = torch.where(seen > 0, weight * (batch_mean - mean[:n]), 0.0)
-            self.position_mean = torch.cat([mean[:n] + step, mean[n:]]).float().cpu()
+            self.position_mean = torch.cat([mean[:n] + step, mean[n:]]).float()
             self.updates += 1
         return debiased
 
@@ -223,7 +223,7 @@ class SelfGuidedSelector(Selector):
     def state_dict(self) -> dict:
         if self.position_mean is None:
             return {}
-        return {"position_mean": self.position_mean.tolist(), "updates": self.updates}
+        return {"position_mean": self.position_mean.cpu().tolist(), "updates": self.updates}
 
     def load_state_dict(self, state: dict) -> None:
         if state:
