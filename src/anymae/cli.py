@@ -31,6 +31,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         if args.config:
             raise UserError("--resume takes the config saved in the run folder; drop --config")
         config = load_checkpoint(Path(args.out) / FILENAME).config
+        saved = config.to_dict()
     else:
         config = load_config(args.config, [])
     flags = {
@@ -49,7 +50,6 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             set_value(config, key, value, source="command line")
     validate(apply_overrides(config, args.overrides))  # before any data is read
     if args.resume:  # the weights fit only the run's own model, and the batch order only its own data
-        saved = load_checkpoint(Path(args.out) / FILENAME).config.to_dict()
         changed = [
             f"{section}.{key}"
             for section in ("model", "data")
