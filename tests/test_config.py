@@ -332,7 +332,7 @@ def write_recipe(tmp_path, kind: str):
             lines.append(f"{chr(97 + i)}: &{chr(97 + i)} [{','.join(['*' + chr(96 + i)] * 9)}]")
         path.write_text("\n".join(lines) + "\n")
     elif kind == "deep":
-        path.write_text("a: " + "[" * 50_000 + "]" * 50_000 + "\n")
+        path.write_text("a: " + "[" * 5_000 + "]" * 5_000 + "\n")
     elif kind == "huge":
         path.write_text("# " + "x" * (2 << 20) + "\n")
     elif kind == "list":
