@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from anymae.errors import TrainingDiverged, UserError
+from anymae.errors import EXIT_DIVERGED, EXIT_USER_ERROR, TrainingDiverged, UserError
 
 EXAMPLES = """examples:
   anymae data list
@@ -18,20 +20,32 @@ EXAMPLES = """examples:
   anymae embed --checkpoint runs/fmnist --out runs/fmnist/features.npy
   anymae pretrain --data fashion-mnist --strategy sma --out runs/fmnist-sma
   anymae show --checkpoint runs/fmnist-sma --out masks.png
+
+exit status: 0 done; 2 a mistake in the input or a damaged / incompatible run folder (one line
+on stderr says which file and what); 3 training stopped on a non-finite loss or weights (the
+line names the step and the checkpoint kept); 130 interrupted.
 """
+
+# settings a resumed run may change: how long it goes on and how it reports, never what it learns
+RESUMABLE = ("train.steps", "train.log_every", "train.checkpoint_every", "train.device", "train.threads")
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from anymae.config import apply_overrides, load_config, set_value, validate
+    from anymae.runfolder import check_out
     from anymae.train import pretrain
 
+    out = check_out(args.out)
+    saved = None
     if args.resume:
         from anymae.checkpoint import FILENAME, load_checkpoint
 
         if args.config:
             raise UserError("--resume takes the config saved in the run folder; drop --config")
-        config = load_checkpoint(Path(args.out) / FILENAME).config
-        saved = config.to_dict()
+        if not (out / FILENAME).exists():
+            raise UserError(f"no checkpoint in {out} to resume; start the run without --resume")
+        saved = load_checkpoint(out / FILENAME)
+        config = copy.deepcopy(saved.config)
     else:
         config = load_config(args.config, [])
     flags = {
@@ -49,21 +63,35 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         if value is not None:
             set_value(config, key, value, source="command line")
     validate(apply_overrides(config, args.overrides))  # before any data is read
-    if args.resume:  # the weights fit only the run's own model, and the batch order only its own data
-        changed = [
-            f"{section}.{key}"
-            for section in ("model", "data")
-            for key, value in config.to_dict()[section].items()
-            if saved[section][key] != value
-        ]
-        if changed:
-            raise UserError(f"--resume continues the run's own model and data; drop the change to {', '.join(changed)}")
-    result = pretrain(config, Path(args.out), resume=args.resume)
+    if saved is not None:
+        refuse_changes(saved.config, config, out)
+        if saved.step >= config.train.steps:
+            print(
+                f"the run in {out} is already finished (step {saved.step} of train.steps={config.train.steps}); "
+                f"nothing to do (raise train.steps to train further)"
+            )
+            return 0
+    result = pretrain(config, out, resume=args.resume)
     print(
         f"pretrained {result.steps} steps in {result.seconds:.0f} s; final loss {result.final_loss:.4f}; "
         f"checkpoint in {result.run_dir}"
     )
     return 0
+
+
+def refuse_changes(saved, asked, out: Path) -> None:
+    """--resume continues the saved run: its weights fit only its own model, its batch order only its own
+    data, and an exact resume needs its own masking and optimisation; only RESUMABLE settings may differ."""
+    from anymae.config import flatten
+
+    before, after = flatten(saved.to_dict()), flatten(asked.to_dict())
+    for key, value in after.items():
+        if value != before[key] and key not in RESUMABLE:
+            what = "on other data" if key.startswith("data.") else f"with {key} changed"
+            raise UserError(
+                f"--resume {what}: the run in {out} has {key}={before[key]!r}, not {value!r}; drop the change to "
+                f"{key} (a resumed run keeps its settings except {', '.join(RESUMABLE)}; or start another --out)"
+            )
 
 
 def run_dataset(args: argparse.Namespace, config):
@@ -100,30 +128,56 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from anymae.evaluate import format_report, probe_report
     from anymae.train import load_model
 
+    for text in args.overrides:  # the model is the run's: its settings cannot change here
+        key = text.partition("=")[0].strip()
+        if key.split(".")[0] not in ("probe", "data"):
+            raise UserError(f"probe takes probe.* and data.* settings; {key} belongs to the run in {args.checkpoint}")
     config = validate(apply_overrides(load_checkpoint(args.checkpoint).config, args.overrides))
     dataset = run_dataset(args, config)
     model, _ = load_model(args.checkpoint, dataset)
     report = probe_report(model, dataset, config.probe)
+    print(json.dumps(report, indent=2) if args.json else format_report(report), flush=True)
     run = Path(args.checkpoint)
-    if run.is_dir():
-        (run / "probe.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    if run.is_dir():  # after the table, so a folder that cannot be written loses nothing
+        try:
+            write_text_atomic(run / "probe.json", json.dumps(report, indent=2) + "\n")
+        except OSError as error:
+            raise UserError(
+                f"could not write {run / 'probe.json'} ({error.strerror or error}); the report above is complete"
+            ) from None
     return 0
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from anymae.checkpoint import load_checkpoint
     from anymae.evaluate import embed
+    from anymae.runfolder import check_out
     from anymae.train import load_model
 
+    out = check_out(args.out)
+    if out.suffix != ".npy" or out.is_dir():
+        raise UserError(f"embed --out must name a .npy file (for example {out.with_suffix('.npy').name}), not {out}")
     config = load_checkpoint(args.checkpoint).config
     dataset = run_dataset(args, config)
     model, _ = load_model(args.checkpoint, dataset)
     index = np.arange(len(dataset)) if args.split == "all" else dataset.splits[args.split]
-    features = embed(model, dataset, index, config.probe.batch_size)
-    out = Path(args.out)
+    features = embed(model, dataset, index, config.probe.batch_size)  # refuses features that are not finite
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, features)
+    tmp = out.with_name(out.name + ".tmp.npy")
+    try:
+        np.save(tmp, features)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     print(f"wrote {features.shape[0]} x {features.shape[1]} features ({args.split}) to {out}")
     return 0
 
@@ -131,10 +185,13 @@ def cmd_embed(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from anymae.checkpoint import load_checkpoint
     from anymae.config import validate
+    from anymae.evaluate import embed
     from anymae.masking import build_strategy
+    from anymae.runfolder import check_out
     from anymae.show import format_summary, show
     from anymae.train import load_model
 
+    check_out(args.out)
     if args.samples < 1:
         raise UserError(f"--samples must be at least 1, got {args.samples}")
     saved = load_checkpoint(args.checkpoint)
@@ -145,6 +202,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     validate(config)
     dataset = run_dataset(args, config)
     model, _ = load_model(args.checkpoint, dataset)
+    embed(model, dataset, dataset.splits["test"][:256])  # refuses a model whose features are not finite
     strategy = build_strategy(config.masking, dataset.spec, config.model)
     if own:  # the run's own strategy masks as at the end of training (e.g. its running position means)
         strategy.load_state_dict(saved.extra.get("masking", {}))
@@ -206,7 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", help="seed for initialisation, data order and masks (default: 0)")
     p.add_argument("--config", type=Path, help="YAML recipe (sections data, model, masking, train, probe)")
     p.add_argument("--out", required=True, help="run folder for checkpoint.safetensors, config.yaml, metrics.jsonl")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint (only train.steps, train.log_every, "
+        "train.checkpoint_every, train.device and train.threads may change)",
+    )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="settings, e.g. model.dim=64 train.lr=1e-3")
     add_data_flags(p)
     p.set_defaults(func=cmd_pretrain)
@@ -281,10 +344,14 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except UserError as error:
         print(f"anymae: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     except TrainingDiverged as error:
         print(f"anymae: training stopped: {error}", file=sys.stderr)
-        return 1
+        return EXIT_DIVERGED
+    except OSError as error:  # the machine's, not the code's: a full disk, a folder that cannot be written
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"anymae: error: {where}{error.strerror or error}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("anymae: interrupted (a run continues from its last checkpoint with --resume)", file=sys.stderr)
         return 130

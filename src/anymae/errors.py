@@ -1,4 +1,7 @@
-"""Errors that are the user's to fix: the CLI prints them in one line and exits with status 2."""
+"""Errors the CLI answers in one line, and the exit status of each (documented in `anymae --help`)."""
+
+EXIT_USER_ERROR = 2  # a mistake in the user's input, or a damaged / incompatible run folder
+EXIT_DIVERGED = 3  # training stopped on a non-finite loss or non-finite weights
 
 
 class UserError(Exception):
@@ -6,4 +9,4 @@ class UserError(Exception):
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became non-finite; the last good checkpoint is kept."""
+    """The loss or the weights became non-finite; the message names the step and the checkpoint kept."""

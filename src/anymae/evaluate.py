@@ -33,7 +33,13 @@ def embed(model: MaskedAutoencoder, dataset: Dataset, index: np.ndarray, batch_s
     for start in range(0, len(index), batch_size):
         batch = dataset.tokens.batch(index[start : start + batch_size], dataset.spec.discrete)
         parts.append(model.features(batch).float().numpy())
-    return np.concatenate(parts) if parts else np.zeros((0, model.config.dim), dtype=np.float32)
+    features = np.concatenate(parts) if parts else np.zeros((0, model.config.dim), dtype=np.float32)
+    bad = int((~np.isfinite(features)).any(1).sum())
+    if bad:  # finite but huge weights (a run stopped as it diverged) can overflow the encoder
+        raise UserError(
+            f"the encoder's features are not finite for {bad} of {len(features)} samples; nothing is scored"
+        )
+    return features
 
 
 HIGHER_IS_BETTER = {"accuracy": True, "roc_auc": True, "rmse": False}

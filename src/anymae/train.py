@@ -19,14 +19,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from anymae.checkpoint import FILENAME, Checkpoint, load_checkpoint, save_checkpoint
+from anymae.checkpoint import FILENAME, Checkpoint, check_checkpoint, load_checkpoint
 from anymae.config import Config, TrainConfig, check_fits, save_config, validate
 from anymae.data import Dataset, load_dataset
 from anymae.diagnostics import MaskDiagnostics
-from anymae.errors import TrainingDiverged, UserError
+from anymae.errors import UserError
 from anymae.masking import MaskingStrategy, build_strategy
 from anymae.model import MaskedAutoencoder
 from anymae.objective import reconstruction
+from anymae.runfolder import RunFolder, data_fingerprint
 from anymae.tokens import TokenBatch
 
 
@@ -122,19 +123,12 @@ class Progress:
         self.bar.close()
 
 
-def trim_metrics(path: Path, step: int) -> None:
-    """On resume, drop metric lines logged after the checkpoint's step (they will be logged again)."""
-    if path.exists():
-        lines = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        path.write_text("".join(line + "\n" for line in lines))
-
-
 @dataclass
 class Run:
     """A training run: its model, optimizer, masking strategy and mask generator at `step`."""
 
     config: Config
-    run_dir: Path
+    folder: RunFolder  # locked for the life of the run; it writes the checkpoints
     dataset: Dataset
     device: torch.device
     model: MaskedAutoencoder
@@ -143,6 +137,10 @@ class Run:
     generator: torch.Generator  # every mask's randomness
     batch_size: int
     step: int = 0
+
+    @property
+    def run_dir(self) -> Path:
+        return self.folder.path
 
     @property
     def checkpoint_file(self) -> Path:
@@ -162,20 +160,20 @@ class Run:
             self.model.state_dict(),
             self.optimizer.state_dict(),
             {"mask": self.generator.get_state()},
-            {"masking": self.strategy.state_dict()},
+            {"masking": self.strategy.state_dict(), "data": data_fingerprint(self.dataset)},
         )
-        save_checkpoint(self.checkpoint_file, state)
+        self.folder.save(state)  # refuses non-finite weights: TrainingDiverged naming the checkpoint kept
 
 
-def build_run(config: Config, run_dir: Path, resume: bool = False, dataset: Dataset | None = None) -> Run:
-    """Check the config, read the data, build model, optimizer and strategy; restore them on `resume`."""
+def build_run(folder: RunFolder, config: Config, resume: bool = False, dataset: Dataset | None = None) -> Run:
+    """Check the config, read the data, build model, optimizer and strategy; restore them on `resume`.
+
+    `folder` is open (locked, writable, holding a run exactly when `resume`)."""
     validate(config)
     t = config.train
     if t.threads:
         torch.set_num_threads(t.threads)
-    run_dir = Path(run_dir)
-    if not resume and (run_dir / FILENAME).exists():
-        raise UserError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    run_dir = folder.path
     dataset = dataset or load_dataset(config.data)
     check_fits(config, dataset.spec)
     device = pick_device(t.device)
@@ -183,7 +181,7 @@ def build_run(config: Config, run_dir: Path, resume: bool = False, dataset: Data
     model = MaskedAutoencoder(dataset.spec, config.model).to(device)
     run = Run(
         config,
-        run_dir,
+        folder,
         dataset,
         device,
         model,
@@ -194,13 +192,13 @@ def build_run(config: Config, run_dir: Path, resume: bool = False, dataset: Data
     )
     if resume:
         saved = load_checkpoint(run.checkpoint_file)
+        check_checkpoint(saved, run.checkpoint_file, run.model, run.optimizer, generators=("mask",))
+        folder.resumed(saved, dataset)  # the same data; metric lines after the checkpoint dropped
         run.model.load_state_dict(saved.model)
         run.optimizer.load_state_dict(saved.optimizer)
         run.generator.set_state(saved.generators["mask"])
         run.strategy.load_state_dict(saved.extra.get("masking", {}))
         run.step = saved.step
-        trim_metrics(run_dir / "metrics.jsonl", run.step)
-    run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
     return run
 
@@ -280,7 +278,13 @@ def pretrain(
     config: Config, run_dir: Path, resume: bool = False, stop_after: int | None = None, dataset: Dataset | None = None
 ) -> RunResult:
     """Pretrain a masked autoencoder; `stop_after` ends early (as an interruption would) for tests."""
-    run = build_run(config, run_dir, resume, dataset)
+    with RunFolder(run_dir).open(resume) as folder:  # one run at a time in a folder
+        return train(build_run(folder, config, resume, dataset), stop_after)
+
+
+def train(run: Run, stop_after: int | None = None) -> RunResult:
+    """The loop: steps, metrics lines, checkpoints, until train.steps (or `stop_after`)."""
+    config = run.config
     t = config.train
     end = t.steps if stop_after is None else min(t.steps, stop_after)
     batches = run.batches()
@@ -301,10 +305,7 @@ def pretrain(
                 diagnostics.observe(masked, batch.valid)
             if not math.isfinite(result.loss):
                 progress.close()
-                raise TrainingDiverged(
-                    f"loss became {result.loss} at step {run.step + 1}; stopped. The last good checkpoint "
-                    f"({run.checkpoint_file}) is kept; try a lower train.lr or a higher train.warmup"
-                )
+                raise run.folder.diverged(f"loss became {result.loss} at step {run.step + 1}")
             run.step, loss = run.step + 1, result.loss
             window.add(loss)
             record = None
@@ -324,10 +325,6 @@ def load_model(run: Path, dataset: Dataset | None = None) -> tuple[MaskedAutoenc
     saved = load_checkpoint(run)
     dataset = dataset or load_dataset(saved.config.data)
     model = MaskedAutoencoder(dataset.spec, saved.config.model)
-    try:
-        model.load_state_dict(saved.model)
-    except RuntimeError as error:
-        raise UserError(
-            f"{run}: the checkpoint does not fit its own config or this data ({str(error)[:300]})"
-        ) from None
+    check_checkpoint(saved, run, model)  # every tensor there, shapes of the model its config builds, finite
+    model.load_state_dict(saved.model)
     return model.eval(), saved.config
