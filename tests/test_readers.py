@@ -148,8 +148,8 @@ def test_ucr_ts_file():
 def test_series_from_csv_rows_of_different_lengths(tmp_path):
     path = tmp_path / "s.csv"
     path.write_text("t1,t2,t3,t4,t5,t6,kind\n1,2,3,4,5,6,up\n6,5,4,,,,down\n1,3,2,4,3,5,up\n")
-    dataset = load(path, modality="series", label="kind")
-    assert dataset.tokens.valid.sum(1).tolist() == [2, 1, 2]  # patches of 4 steps
+    dataset = load(path, modality="series", label="kind", patch=2)
+    assert dataset.tokens.valid.sum(1).tolist() == [3, 2, 3]  # patches of 2 steps
 
 
 def test_sets_from_npz_are_sorted_by_the_first_value(tmp_path):

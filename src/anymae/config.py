@@ -34,6 +34,7 @@ class DataConfig:
     modality: Modality = ""  # users' files; "" = inferred from the file
     label: str = ""  # users' tables: the label column ("" = unlabelled)
     on_bad_record: Literal["fail", "skip"] = "fail"  # skipped records are counted and reported
+    importance: str = ""  # per-token maps for masking.map_source=given: a column / .npz key, or a .npy file
 
 
 @dataclass

@@ -172,6 +172,38 @@ class ByteSequence(ModalitySpec):
     def to_text(self, ids: np.ndarray, valid: np.ndarray) -> str:
         return bytes(ids[valid].astype(np.uint8).tolist()).decode("utf-8", errors="replace")
 
+    def check(self, text: str) -> tuple[str, str | None]:
+        """A sample as it is tokenized, and what is wrong with it (None when it is fine)."""
+        return text, None
+
+    def split(self, samples: list[str]) -> dict[str, np.ndarray] | None:
+        """Splits this modality prescribes for these samples; None: a fixed random split."""
+        return None
+
+
+@dataclass(frozen=True)
+class SmilesSequence(ByteSequence):
+    """SMILES as bytes (V = 256). Each string must parse with RDKit and is kept in RDKit's
+    canonical form; datasets of molecules are split by Bemis-Murcko scaffold."""
+
+    max_tokens: int = 128
+    name: str = "smiles"
+    default_ratio: float = 0.3
+
+    def check(self, text: str) -> tuple[str, str | None]:
+        from anymae.data import chem
+
+        text = text.strip()
+        canonical = chem.canonical(text)
+        if canonical is None:
+            return text, f"invalid SMILES {text[:60]!r} (RDKit cannot parse it)"
+        return canonical, None
+
+    def split(self, samples: list[str]) -> dict[str, np.ndarray]:
+        from anymae.data import chem
+
+        return chem.scaffold_splits(samples)
+
 
 PROTEIN_ALPHABET = "ACDEFGHIKLMNPQRSTVWYXBZUO"  # 20 standard amino acids, X unknown, B Z ambiguous, U O rare
 DNA_ALPHABET = "ACGTN"
@@ -205,6 +237,14 @@ class AlphabetSequence(ModalitySpec):
         """The index of the first letter outside the alphabet, or None."""
         allowed = set(self.alphabet) | set(self.alphabet.lower())
         return next((i for i, letter in enumerate(text) if letter not in allowed), None)
+
+    def check(self, text: str) -> tuple[str, str | None]:
+        """The sample as tokenized (stripped, a trailing '*' stop dropped) and what is wrong with it."""
+        text = text.strip().removesuffix("*")
+        return text, self.invalid(text)
+
+    def split(self, samples: list[str]) -> None:
+        return None
 
     def invalid(self, text: str) -> str | None:
         """What is wrong with a sequence (the first letter outside the alphabet, 1-based column), or None."""
@@ -242,24 +282,34 @@ def dna_spec(max_tokens: int = 512) -> AlphabetSequence:
     return AlphabetSequence(DNA_ALPHABET, max_tokens=max_tokens, name="dna", default_ratio=0.15)
 
 
-def smiles_spec(max_tokens: int = 128) -> ByteSequence:
-    """SMILES strings as bytes (V = 256)."""
-    return ByteSequence(max_tokens=max_tokens, name="smiles", default_ratio=0.3)
+def smiles_spec(max_tokens: int = 128) -> SmilesSequence:
+    return SmilesSequence(max_tokens=max_tokens)
 
 
 def _standardise(values: np.ndarray, mean: tuple[float, ...], scale: tuple[float, ...]) -> np.ndarray:
-    return ((values - np.asarray(mean, dtype=np.float32)) / np.asarray(scale, dtype=np.float32)).astype(np.float32)
+    """(values - mean) / scale, computed in float64 (values near the float32 limit do not overflow)."""
+    values = np.asarray(values, dtype=np.float64)
+    return ((values - np.asarray(mean)) / np.asarray(scale)).astype(np.float32)
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def fit_scale(values: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-column mean and standard deviation over finite entries (std 1 where a column is constant)."""
+    """Per-column mean and standard deviation over finite entries (std 1 where a column is constant).
+
+    Computed on values divided by the column's largest magnitude and scaled back, so huge
+    finite numbers (1e300) neither overflow the variance nor turn it into inf."""
     values = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(values)
     count = np.maximum(finite.sum(0), 1)
-    mean = np.where(finite, values, 0.0).sum(0) / count
-    var = np.where(finite, (values - mean) ** 2, 0.0).sum(0) / count
-    std = np.sqrt(var)
-    std[std < 1e-12] = 1.0
+    peak = np.where(finite, np.abs(values), 0.0).max(0, initial=0.0)
+    peak = np.where(peak > 0, peak, 1.0)
+    unit = np.where(finite, values / peak, 0.0)
+    mean = unit.sum(0) / count
+    std = np.sqrt(np.where(finite, (unit - mean) ** 2, 0.0).sum(0) / count) * peak
+    mean = mean * peak
+    std[~(std >= 1e-12 * np.maximum(np.abs(mean), 1.0))] = 1.0  # constant column (relative to its size)
     return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
 
@@ -285,7 +335,7 @@ class FeatureTokens(ModalitySpec):
         return len(self.features)
 
     def tokenize(self, raw: np.ndarray) -> TokenArrays:
-        values = np.asarray(raw, dtype=np.float32)
+        values = np.asarray(raw, dtype=np.float64)
         if values.ndim != 2 or values.shape[1] != len(self.features):
             raise ValueError(f"expected rows of {len(self.features)} features, got shape {values.shape}")
         if np.isinf(values).any():
@@ -362,12 +412,14 @@ class SeriesPatches(ModalitySpec):
         inputs = np.zeros((n, self.max_tokens, p * ch), dtype=np.float32)
         valid = np.zeros((n, self.max_tokens), dtype=bool)
         for i, series in enumerate(raw):
-            series = np.asarray(series, dtype=np.float32).reshape(len(series), ch)[: self.max_tokens * p]
+            series = np.asarray(series, dtype=np.float64).reshape(len(series), ch)[: self.max_tokens * p]
             if not np.isfinite(series).all() or len(series) == 0:
                 raise ValueError(f"series {i} is empty or has NaN or inf values")
-            if self.znorm:
-                std = series.std(0)
-                series = (series - series.mean(0)) / np.where(std > 1e-8, std, 1.0)
+            if self.znorm:  # in float64, on values divided by their peak: huge values do not overflow
+                peak = np.abs(series).max(0)
+                unit = series / np.where(peak > 0, peak, 1.0)
+                std = unit.std(0)
+                series = (unit - unit.mean(0)) / np.where(std > 1e-8, std, 1.0)
             k = -(-len(series) // p)
             padded = np.zeros((k * p, ch), dtype=np.float32)
             padded[: len(series)] = series

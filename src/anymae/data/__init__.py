@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from anymae.config import DataConfig
-from anymae.data.builtin import BUILTINS, load_builtin
+from anymae.data.catalog import BUILTINS, load_builtin
 from anymae.data.dataset import Dataset, random_splits
 from anymae.data.files import load_file
 from anymae.errors import UserError

@@ -1,12 +1,18 @@
-"""A dataset as anymae sees it: tokens, optional labels, fixed splits, and where it came from."""
+"""A dataset as anymae sees it: tokens, optional labels, fixed splits, and where it came from;
+and `make_dataset`, the one ending every reader and loader shares."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from anymae.data.records import BadRecords, labels_and_task
+from anymae.errors import UserError
 from anymae.tokens import ModalitySpec, TokenArrays
+
+MIN_TOKENS = 2  # a sample needs one token to hide and one to see
 
 
 @dataclass
@@ -39,3 +45,110 @@ def random_splits(n: int, seed: int, val: float = 0.2, test: float = 0.2) -> dic
         "val": np.sort(order[n_test : n_test + n_val]),
         "test": np.sort(order[:n_test]),
     }
+
+
+Splits = dict[str, np.ndarray] | Callable[[np.ndarray], dict[str, np.ndarray]] | None
+
+
+def make_dataset(
+    spec: ModalitySpec,
+    raw: Sequence,
+    places: Sequence[str],
+    bad: BadRecords,
+    *,
+    name: str,
+    labels: Sequence | np.ndarray | None = None,
+    task: str | None = None,
+    splits: Splits = None,
+    importance: Sequence | None = None,
+    notes: dict | None = None,
+    source: str = "",
+    license: str = "",
+    metric: str = "",
+    min_tokens: int = MIN_TOKENS,
+) -> Dataset:
+    """Tokenize `raw` (one sample per place), drop samples with fewer than 2 valid tokens as bad
+    records, read labels (class names or regression targets) and split.
+
+    `splits`: None = a fixed random 60/20/20 split (seed 0) of the kept samples; a dict of
+    indices into `raw` (remapped to the kept samples); or a function from the kept indices
+    into `raw` to splits of the kept samples (e.g. a scaffold split). `importance`: one
+    per-token map per sample (the values of its tokens, or of all `spec.max_tokens` slots).
+    `min_tokens`: 1 keeps single-token samples (published benchmarks with one-atom molecules);
+    a dataset whose samples can never hold 2 tokens is always an error.
+    """
+    if spec.max_tokens < MIN_TOKENS:
+        raise UserError(
+            f"{name}: each sample is {spec.max_tokens} token; at least {MIN_TOKENS} are needed to hide one "
+            "and see another (use a smaller data.patch, or more columns)"
+        )
+    tokens = spec.tokenize(raw)
+    counts = tokens.valid.sum(1)
+    maps = None if importance is None else np.zeros(tokens.valid.shape, dtype=np.float32)
+    keep = []
+    for i, place in enumerate(places):
+        if counts[i] < max(min_tokens, 1):
+            what = "no valid token" if counts[i] == 0 else "only 1 valid token"
+            bad(place, f"has {what} (a sample needs at least {MIN_TOKENS}: one to hide, one to see)")
+            continue
+        if maps is not None and not fill_map(maps[i], importance[i], int(counts[i]), place, bad):
+            continue
+        keep.append(i)
+    keep = np.array(keep, dtype=np.int64)
+    if len(keep) < 2:
+        raise UserError(f"{name}: fewer than 2 usable records ({len(keep)} usable, {bad.count} bad); at least 2 needed")
+    report = bad.report()
+    if len(keep) < len(tokens):
+        tokens = TokenArrays(tokens.inputs[keep], tokens.valid[keep])
+    tokens.importance = None if maps is None else maps[keep]
+    y, found_task = None, "none"
+    if labels is not None:
+        y, found_task, extra = labels_and_task([labels[i] for i in keep], name, task)
+        report.update(extra)
+    notes = {**report, **(notes or {})}
+    parts = split_kept(splits, keep, len(raw))
+    if len(parts["train"]) == 0:
+        raise UserError(
+            f"{name}: the training split is empty ({len(keep)} usable records, "
+            f"{len(parts['val'])} in val and {len(parts['test'])} in test); one batch needs at least 1 training "
+            "record: add records (molecules: ones with other scaffolds)"
+        )
+    return Dataset(
+        name=name,
+        spec=spec,
+        tokens=tokens,
+        labels=y,
+        splits=parts,
+        task=found_task,
+        metric=metric,
+        source=source or name,
+        license=license,
+        notes=notes,
+    )
+
+
+def split_kept(splits: Splits, keep: np.ndarray, n_raw: int) -> dict[str, np.ndarray]:
+    if splits is None:
+        return random_splits(len(keep), seed=0)
+    if callable(splits):
+        return splits(keep)
+    position = np.full(n_raw, -1, dtype=np.int64)
+    position[keep] = np.arange(len(keep))
+    return {part: np.sort(position[index][position[index] >= 0]) for part, index in splits.items()}
+
+
+def fill_map(row: np.ndarray, values, n_valid: int, place: str, bad: BadRecords) -> bool:
+    """Copy one sample's importance map into its token slots; a map of the wrong length or with
+    NaN / inf is a bad record."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    size = len(row)
+    if len(values) == size or (len(values) > size and n_valid == size):
+        values = values[:size]
+    elif len(values) != n_valid:
+        bad(place, f"its importance map has {len(values)} values, the sample has {n_valid} tokens")
+        return False
+    if not np.isfinite(values).all() or np.abs(values).max(initial=0.0) > np.finfo(np.float32).max:
+        bad(place, "its importance map has NaN, inf or values too large for float32")
+        return False
+    row[: len(values)] = values
+    return True

@@ -21,7 +21,7 @@ from pathlib import Path
 from anymae.config import DataConfig
 from anymae.data.dataset import Dataset
 from anymae.data.images import load_image_arrays, load_image_folder, read_npz
-from anymae.data.records import BadRecords
+from anymae.data.records import BadRecords, parse_number
 from anymae.data.sequences import (
     STRING_MODALITIES,
     guess_alphabet,
@@ -54,13 +54,76 @@ def check_modality(path: Path, wanted: str, allowed: tuple[str, ...]) -> None:
         raise UserError(f"{path}: --modality {wanted} does not fit this file (it reads as: {', '.join(allowed)})")
 
 
+def about(path: Path) -> dict:
+    return {"name": path.name, "source": str(path)}
+
+
+def map_file(config: DataConfig) -> Path | None:
+    """data.importance as a second file (.npy / .npz holding one row per record), or None."""
+    name = config.importance
+    if name and Path(name).suffix.lower() in (".npy", ".npz"):
+        if not Path(name).is_file():
+            raise UserError(f"data.importance: no such file {name}")
+        return Path(name)
+    return None
+
+
+def maps_from_file(config: DataConfig, path: Path, bad: BadRecords, n: int) -> list | None:
+    """The rows of a second file of importance maps, one per record read from `path`."""
+    source = map_file(config)
+    if source is None:
+        return None
+    if bad.count:
+        raise UserError(
+            f"data.importance: {source} holds one row per record, but {bad.count} records of {path} were "
+            "skipped; fix them first"
+        )
+    arrays = read_npz(source)
+    values = arrays.get("importance", arrays.get("x"))
+    if values is None or values.ndim != 2 or len(values) != n or values.dtype.kind not in "biuf":
+        shape = None if values is None else values.shape
+        raise UserError(
+            f"data.importance: {source} must hold a numeric array (records, tokens) with {n} rows "
+            f"(one per record of {path}; key 'importance' or 'x'), got {shape}"
+        )
+    return list(values)
+
+
+def maps_from_column(table: Table, config: DataConfig, bad: BadRecords) -> tuple[list | None, str]:
+    """data.importance as a column of `table`: per record, numbers separated by spaces, one per token."""
+    if not config.importance or map_file(config) is not None:
+        return None, ""
+    column = table.column(config.importance, "data.importance")
+    maps = []
+    for row in table.rows:
+        cells = str(row[column] or "").split()
+        values = [parse_number(c) for c in cells]
+        maps.append(None if not cells or None in values else values)
+    return maps, table.columns[column]
+
+
+def drop_bad_maps(table: Table, maps: list, column: str, bad: BadRecords) -> Table:
+    """Rows whose importance cell is not numbers separated by spaces are bad records."""
+    keep = []
+    for i, (values, place) in enumerate(zip(maps, table.places)):
+        if values is None:
+            bad(place, f"field '{column}' (data.importance) must be numbers separated by spaces")
+        else:
+            keep.append(i)
+    maps[:] = [maps[i] for i in keep]
+    return Table(table.path, table.columns, [table.rows[i] for i in keep], [table.places[i] for i in keep])
+
+
 def load_fasta(path: Path, config: DataConfig, bad: BadRecords) -> Dataset:
     check_modality(path, config.modality, ("protein", "dna"))
     if config.label:
         raise UserError(f"{path}: FASTA files carry no label column (--label {config.label})")
+    if config.importance and map_file(config) is None:
+        raise UserError(f"{path}: FASTA files have no columns; give data.importance as a .npy file")
     modality = config.modality or guess_alphabet(read_fasta(path, BadRecords(path, "skip"), limit=100)[1])
     _, sequences, places = read_fasta(path, bad, string_spec(modality, config.max_tokens))
-    return strings_dataset(path.name, modality, sequences, places, bad, config, source=str(path))
+    maps = maps_from_file(config, path, bad, len(sequences))
+    return strings_dataset(modality, sequences, places, bad, config, importance=maps, **about(path))
 
 
 def load_lines(path: Path, config: DataConfig, bad: BadRecords) -> Dataset:
@@ -68,16 +131,24 @@ def load_lines(path: Path, config: DataConfig, bad: BadRecords) -> Dataset:
     check_modality(path, config.modality, ("smiles",) if smi else ("text", "protein", "dna", "smiles"))
     if config.label:
         raise UserError(f"{path}: one sample per line carries no label (use a CSV with a label column)")
+    if config.importance and map_file(config) is None:
+        raise UserError(f"{path}: one sample per line has no columns; give data.importance as a .npy file")
     samples, places = read_lines(path, bad)
     if smi:
         samples = [line.split()[0] for line in samples]
     modality = "smiles" if smi else config.modality or "text"
-    return strings_dataset(path.name, modality, samples, places, bad, config, source=str(path))
+    maps = maps_from_file(config, path, bad, len(samples))
+    return strings_dataset(modality, samples, places, bad, config, importance=maps, **about(path))
 
 
-def load_table(path: Path, config: DataConfig, bad: BadRecords, table: Table | None = None) -> Dataset:
+def load_table(path: Path, config: DataConfig, bad: BadRecords, table: Table | None = None, maps=None) -> Dataset:
     check_modality(path, config.modality, (*STRING_MODALITIES, "tabular", "series"))
     table = table or read_table(path, bad)
+    map_column = ""
+    if maps is None:
+        maps, map_column = maps_from_column(table, config, bad)
+        if maps is not None:
+            table = drop_bad_maps(table, maps, map_column, bad)
     modality = config.modality
     if not modality:
         found = next((m for m in ("smiles", "text", "protein") if table.find(*COLUMNS[m])), None)
@@ -85,14 +156,20 @@ def load_table(path: Path, config: DataConfig, bad: BadRecords, table: Table | N
         if modality == "protein":
             column = table.column(table.find(*COLUMNS["protein"]), "sequence")
             modality = guess_alphabet([str(s) for s in table.values(column)])
+    if maps is None:
+        maps = maps_from_file(config, path, bad, len(table.rows))
     if modality == "tabular":
-        return tabular_dataset(table, bad, config, label=config.label)
+        drop = (map_column,) if map_column else ()
+        return tabular_dataset(table, bad, config, label=config.label, drop=drop, importance=maps, **about(path))
     if modality == "series":
-        series, labels = table_series(table, bad, config.label)
-        return series_dataset(path.name, series, labels, bad, config, source=str(path))
+        if maps is not None:
+            raise UserError(f"{path}: data.importance is not supported for series read from a table")
+        series, labels, places = table_series(table, bad, config.label)
+        return series_dataset(series, places, bad, config, labels=labels, **about(path))
     name = table.find(*COLUMNS[modality])
     if name is None:
-        others = [c for c in table.columns if c.lower() != config.label.lower()]
+        ignored = {config.label.lower(), map_column.lower()}
+        others = [c for c in table.columns if c.lower() not in ignored]
         if len(others) != 1:
             raise UserError(
                 f"{path}: no column named {' or '.join(COLUMNS[modality])} for {modality}; "
@@ -101,8 +178,8 @@ def load_table(path: Path, config: DataConfig, bad: BadRecords, table: Table | N
         name = others[0]
     column = table.column(name, modality)
     label_column = table.column(config.label, "--label") if config.label else None
-    samples, places, labels = [], [], [] if label_column is not None else None
-    for row, place in zip(table.rows, table.places):
+    samples, places, labels, kept_maps = [], [], [] if label_column is not None else None, []
+    for i, (row, place) in enumerate(zip(table.rows, table.places)):
         if row[column] is None or not str(row[column]).strip():
             bad(place, f"field '{table.columns[column]}' is empty")
             continue
@@ -113,37 +190,79 @@ def load_table(path: Path, config: DataConfig, bad: BadRecords, table: Table | N
             labels.append(row[label_column])
         samples.append(str(row[column]))
         places.append(place)
-    return strings_dataset(path.name, modality, samples, places, bad, config, labels=labels, source=str(path))
+        kept_maps.append(None if maps is None else maps[i])
+    return strings_dataset(
+        modality,
+        samples,
+        places,
+        bad,
+        config,
+        labels=labels,
+        importance=None if maps is None else kept_maps,
+        **about(path),
+    )
 
 
 def load_ts(path: Path, config: DataConfig, bad: BadRecords) -> Dataset:
     check_modality(path, config.modality, ("series",))
-    series, labels, _ = read_ts(path, bad)
-    return series_dataset(path.name, series, labels, bad, config, source=str(path))
+    if config.label:
+        raise UserError(f"{path}: a .ts file carries its labels after the last ':'; --label does not apply")
+    if config.importance:
+        raise UserError(f"{path}: data.importance is not supported for .ts files")
+    series, labels, places = read_ts(path, bad)
+    return series_dataset(series, places, bad, config, labels=labels, **about(path))
 
 
 def load_arrays(path: Path, config: DataConfig, bad: BadRecords) -> Dataset:
     arrays = read_npz(path)
     if "x" not in arrays:
         raise UserError(f"{path}: expected an array named 'x', found {', '.join(arrays) or 'none'}")
+    label = config.label or "y"
+    if config.label and config.label not in arrays:
+        raise UserError(f"{path}: --label {config.label}: no such array (arrays: {', '.join(arrays)})")
+    x, y = arrays["x"], arrays.get(label)
+    if x.size == 0:
+        raise UserError(f"{path}: field 'x' is empty (shape {x.shape})")
+    if x.dtype.kind not in "biuf":
+        raise UserError(f"{path}: field 'x' must hold numbers, got {x.dtype} values")
+    if y is not None and y.dtype.kind not in "biufU":
+        raise UserError(f"{path}: field '{label}' must hold numbers or strings, got {y.dtype} values")
+    maps = None
+    if config.importance and map_file(config) is None:
+        if config.importance not in arrays:
+            raise UserError(f"{path}: data.importance {config.importance}: no such array (arrays: {', '.join(arrays)})")
+        maps = arrays[config.importance]
+        if maps.ndim != 2 or len(maps) != len(x if "counts" not in arrays else arrays["counts"]):
+            raise UserError(f"{path}: field '{config.importance}' must be (records, tokens), got {maps.shape}")
+        if maps.dtype.kind not in "biuf":
+            raise UserError(f"{path}: field '{config.importance}' must hold numbers, got {maps.dtype} values")
+        maps = list(maps)
     if "counts" in arrays:
         check_modality(path, config.modality, ("set",))
-        return load_set_arrays(path, arrays, config)
-    x, y = arrays["x"], arrays.get("y")
+        if config.importance:
+            raise UserError(f"{path}: data.importance is not supported for sets (their elements are reordered)")
+        return load_set_arrays(path, arrays, config, label)
     if x.ndim == 2:
         if not config.modality:
             raise UserError(f"{path}: a 2-D array 'x' is rows of a table or series: give --modality tabular or series")
         check_modality(path, config.modality, ("tabular", "series"))
+        if x.shape[1] < 1:
+            raise UserError(f"{path}: field 'x' has no columns (shape {x.shape})")
         columns = [f"x{i}" for i in range(x.shape[1])] + (["y"] if y is not None else [])
         if y is not None and y.shape != (len(x),):
-            raise UserError(f"{path}: field 'y' must hold one label per row ({len(x)}), got shape {y.shape}")
-        rows = [list(r) + ([v] if y is not None else []) for r, v in zip(x.tolist(), (y if y is not None else x))]
+            raise UserError(f"{path}: field '{label}' must hold one label per row ({len(x)}), got shape {y.shape}")
+        rows = [
+            list(r) + ([v] if y is not None else []) for r, v in zip(x.tolist(), (y.tolist() if y is not None else x))
+        ]
         table = Table(path, columns, rows, [f"row {i + 1}" for i in range(len(x))])
-        label = "y" if y is not None else ""
-        config = DataConfig(**{**vars(config), "label": label})
-        return load_table(path, config, bad, table)
+        if maps is None:
+            maps = maps_from_file(config, path, bad, len(x))
+        config = DataConfig(**{**vars(config), "label": "y" if y is not None else "", "importance": ""})
+        return load_table(path, config, bad, table, maps)
     check_modality(path, config.modality, ("image",))
-    return load_image_arrays(path, config, x, y)
+    if maps is None:
+        maps = maps_from_file(config, path, bad, len(x))
+    return load_image_arrays(path, config, x, y, maps)
 
 
 READERS = {

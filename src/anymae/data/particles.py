@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from anymae.data.carriers import cache_dir
 from anymae.errors import UserError
 
 PYTHIA = "pythia8mc==8.317.2"
@@ -58,10 +59,6 @@ HIGGS_FEATURES = (
     + " ".join(f"jet{i}_{v}" for i in range(1, 5) for v in ("pt", "eta", "phi", "btag"))
     + " m_jj m_bb"
 ).split()
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("ANYMAE_DATA", Path.home() / ".cache" / "anymae"))
 
 
 def cache_path(name: str) -> Path:

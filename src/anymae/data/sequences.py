@@ -8,15 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from anymae.config import DataConfig
-from anymae.data import chem
-from anymae.data.dataset import Dataset, random_splits
-from anymae.data.records import BadRecords, labels_and_task, numbered_lines
+from anymae.data.dataset import Dataset, Splits, make_dataset, random_splits
+from anymae.data.records import BadRecords, decode, numbered_lines, raw_lines
 from anymae.errors import UserError
 from anymae.tokens import (
     DNA_ALPHABET,
     AlphabetSequence,
     ByteSequence,
-    ModalitySpec,
     dna_spec,
     protein_spec,
     smiles_spec,
@@ -27,20 +25,25 @@ STRING_MODALITIES = ("text", "protein", "dna", "smiles")
 
 def read_fasta(path: Path, bad: BadRecords, spec: AlphabetSequence | None = None, limit: int = 0):
     """(record ids, sequences, places) of a FASTA file (plain or .gz). Sequence lines are joined;
-    a trailing '*' (stop) is dropped. Bad records: one with no sequence (cut short, or two
-    headers in a row), sequence lines before the first header, and (given `spec`) letters
-    outside the alphabet, reported at their own line and column. `limit`: stop after that many."""
+    a trailing '*' (stop) is dropped. Bad records, always whole (never part of one): one with no
+    sequence (cut short, or two headers in a row), one with a line that is not UTF-8 text,
+    sequence lines before the first header, and (given `spec`) letters outside the alphabet,
+    reported at their own line and column. `limit`: stop after that many."""
     ids: list[str] = []
     sequences: list[str] = []
     places: list[str] = []
     header: tuple[int, str] | None = None
     parts: list[str] = []
     starts: list[int] = []  # line number of each part
+    broken = ""  # what is wrong with the open record (a line that is not text)
 
     def close() -> None:
         if header is None:
             return
         number, name = header
+        if broken:
+            bad(f"line {number}", f"record '{name}': {broken}")
+            return
         sequence = "".join(parts).removesuffix("*")
         if not sequence:
             bad(f"line {number}", f"record '{name}' has no sequence (file cut short?)")
@@ -59,17 +62,28 @@ def read_fasta(path: Path, bad: BadRecords, spec: AlphabetSequence | None = None
         sequences.append(sequence)
         places.append(f"line {number} (record '{name}')")
 
-    seen_any = False
-    for number, line in numbered_lines(path, bad):
-        seen_any = seen_any or bool(line.strip())
-        if line.startswith(">"):
+    seen_any, orphans = False, False
+    for number, raw in raw_lines(path):
+        line, problem = decode(raw)
+        seen_any = seen_any or bool(raw.strip())
+        if raw.startswith(b">"):
             close()
             if limit and len(ids) >= limit:
                 return ids, sequences, places
+            if line is None:
+                line, broken = raw.decode("utf-8", errors="replace"), f"its header line {problem}"
+            else:
+                broken = ""
             header, parts, starts = (number, line[1:].split(maxsplit=1)[0] if line[1:].strip() else "?"), [], []
-        elif line.strip():
+            orphans = False
+        elif raw.strip():
             if header is None:
-                bad(f"line {number}", "sequence line before the first '>' header (not FASTA?)")
+                if not orphans:  # a run of lines before the first header is one bad record
+                    bad(f"line {number}", "sequence line before the first '>' header (not FASTA?)")
+                orphans = True
+                continue
+            if line is None:
+                broken = broken or f"line {number} {problem}"
                 continue
             parts.append(line.strip())
             starts.append(number)
@@ -97,7 +111,7 @@ def guess_alphabet(sequences: list[str]) -> str:
     return "dna" if letters and letters <= set(DNA_ALPHABET) else "protein"
 
 
-def string_spec(modality: str, max_tokens: int) -> ModalitySpec:
+def string_spec(modality: str, max_tokens: int) -> ByteSequence | AlphabetSequence:
     if modality == "protein":
         return protein_spec(max_tokens)
     if modality == "dna":
@@ -108,55 +122,45 @@ def string_spec(modality: str, max_tokens: int) -> ModalitySpec:
 
 
 def strings_dataset(
-    name: str,
     modality: str,
     samples: list[str],
     places: list[str],
     bad: BadRecords,
     config: DataConfig,
     labels: list | None = None,
-    source: str = "",
-    license: str = "",
-    task: str | None = None,
+    importance: list | None = None,
+    splits: Splits = None,
+    **about,
 ) -> Dataset:
-    """Check each string for its modality (alphabet letters; SMILES that RDKit parses, kept in
-    canonical form), then tokenize. Molecules get a scaffold split, everything else a fixed
-    random 60/20/20 split (seed 0)."""
+    """Check each string against its modality's spec (alphabet letters; SMILES that RDKit
+    parses, kept in canonical form), then tokenize. Splits are the spec's (scaffolds for
+    molecules), else a fixed random 60/20/20 split (seed 0). `about`: name, source, license,
+    metric, task (see make_dataset)."""
     spec = string_spec(modality, config.max_tokens)
-    kept_samples, kept_labels = [], []
+    if importance is not None and modality == "smiles":
+        raise UserError(f"{about['name']}: data.importance does not apply to SMILES (they are canonicalised)")
+    kept, kept_places, kept_labels, kept_maps = [], [], [], []
     for i, (sample, place) in enumerate(zip(samples, places)):
-        if isinstance(spec, AlphabetSequence):
-            sample = sample.strip().removesuffix("*")
-            problem = spec.invalid(sample)
-            if problem:
-                bad(place, problem)
-                continue
-        elif modality == "smiles":
-            sample = sample.strip()
-            canonical = chem.canonical(sample)
-            if canonical is None:
-                bad(place, f"invalid SMILES {sample[:60]!r} (RDKit cannot parse it)")
-                continue
-            sample = canonical
-        kept_samples.append(sample)
-        if labels is not None:
-            kept_labels.append(labels[i])
-    if len(kept_samples) < 2:
-        raise UserError(f"{name}: fewer than 2 usable records ({bad.count} bad)")
-    notes = bad.report()
-    y, found_task = None, "none"
-    if labels is not None:
-        y, found_task, extra = labels_and_task(kept_labels, name, task)
-        notes.update(extra)
-    splits = chem.scaffold_splits(kept_samples) if modality == "smiles" else random_splits(len(kept_samples), seed=0)
-    return Dataset(
-        name=name,
-        spec=spec,
-        tokens=spec.tokenize(kept_samples),
-        labels=y,
-        splits=splits,
-        task=found_task,
-        source=source,
-        license=license,
-        notes=notes,
+        sample, problem = spec.check(sample)
+        if problem:
+            bad(place, problem)
+            continue
+        kept.append(sample)
+        kept_places.append(place)
+        kept_labels.append(None if labels is None else labels[i])
+        kept_maps.append(None if importance is None else importance[i])
+
+    def by_spec(keep: np.ndarray) -> dict[str, np.ndarray]:
+        chosen = spec.split([kept[i] for i in keep])
+        return chosen if chosen is not None else random_splits(len(keep), seed=0)
+
+    return make_dataset(
+        spec,
+        kept,
+        kept_places,
+        bad,
+        labels=None if labels is None else kept_labels,
+        importance=None if importance is None else kept_maps,
+        splits=by_spec if splits is None else splits,
+        **about,
     )

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from anymae.config import DataConfig
-from anymae.data.dataset import Dataset, random_splits
-from anymae.data.records import BadRecords, labels_and_task, numbered_lines
+from anymae.data.dataset import Dataset, make_dataset
+from anymae.data.records import BadRecords, numbered_lines
 from anymae.data.tables import Table, as_number, is_missing
 from anymae.errors import UserError
-from anymae.tokens import SeriesPatches
+from anymae.tokens import FLOAT32_MAX, SeriesPatches
 
 
 def read_ts(path: Path, bad: BadRecords) -> tuple[list[np.ndarray], list[str] | None, list[str]]:
@@ -44,7 +44,7 @@ def read_ts(path: Path, bad: BadRecords) -> tuple[list[np.ndarray], list[str] | 
         for field in fields:
             cells = field.split(",")
             values = [as_number(c) for c in cells]
-            if any(v is None or not np.isfinite(v) for v in values) or any(is_missing(c) for c in cells):
+            if any(v is None or not abs(v) <= FLOAT32_MAX for v in values) or any(is_missing(c) for c in cells):
                 dims = None
                 break
             dims.append(values)
@@ -54,7 +54,7 @@ def read_ts(path: Path, bad: BadRecords) -> tuple[list[np.ndarray], list[str] | 
         if len({len(d) for d in dims}) != 1:
             bad(f"line {number}", "dimensions of different lengths")
             continue
-        series.append(np.array(dims, dtype=np.float32).T)
+        series.append(np.array(dims, dtype=np.float64).T)
         if has_labels:
             labels.append(label.strip())
         places.append(f"line {number}")
@@ -65,59 +65,41 @@ def read_ts(path: Path, bad: BadRecords) -> tuple[list[np.ndarray], list[str] | 
     return series, labels if has_labels else None, places
 
 
-def table_series(table: Table, bad: BadRecords, label: str = "") -> tuple[list[np.ndarray], list | None]:
+def table_series(table: Table, bad: BadRecords, label: str = "") -> tuple[list[np.ndarray], list | None, list[str]]:
     """One series per row: every column but the label is a time step; trailing empty cells make
     a row shorter; a missing value inside a row, or inf, is a bad record."""
     label_index = table.column(label, "--label") if label else None
-    series, labels = [], [] if label_index is not None else None
+    series, labels, places = [], [] if label_index is not None else None, []
     for row, place in zip(table.rows, table.places):
         cells = [c for i, c in enumerate(row) if i != label_index]
         while cells and is_missing(cells[-1]):
             cells.pop()
         values = [None if is_missing(c) else as_number(c) for c in cells]
-        if not values or any(v is None or not np.isfinite(v) for v in values):
-            column = next((i for i, v in enumerate(values) if v is None or not np.isfinite(v)), 0)
-            bad(place, f"step {column + 1} is missing, not a number, or infinite")
+        if not values or any(v is None or not abs(v) <= FLOAT32_MAX for v in values):
+            column = next((i for i, v in enumerate(values) if v is None or not abs(v) <= FLOAT32_MAX), 0)
+            bad(place, f"step {column + 1} is missing, not a number, infinite or beyond the float32 range")
             continue
         if label_index is not None:
             if is_missing(row[label_index]):
                 bad(place, f"label '{table.columns[label_index]}' is missing")
                 continue
             labels.append(row[label_index])
-        series.append(np.array(values, dtype=np.float32)[:, None])
-    return series, labels
+        series.append(np.array(values, dtype=np.float64)[:, None])
+        places.append(place)
+    return series, labels, places
 
 
 def series_dataset(
-    name: str,
-    series: list[np.ndarray],
-    labels: list | None,
-    bad: BadRecords,
-    config: DataConfig,
-    splits: dict[str, np.ndarray] | None = None,
-    source: str = "",
-    license: str = "",
+    series: list[np.ndarray], places: list[str], bad: BadRecords, config: DataConfig, labels=None, **about
 ) -> Dataset:
+    """Series cut into patches of `data.patch` steps. `about`: name, source, license, splits, ..."""
     if len(series) < 2:
-        raise UserError(f"{name}: fewer than 2 usable series ({bad.count} bad)")
+        raise UserError(f"{about['name']}: fewer than 2 usable series ({bad.count} bad)")
     patch = config.patch or 4
+    if patch < 1:
+        raise UserError(f"{about['name']}: data.patch must be at least 1 step, got {patch}")
     longest = max(len(s) for s in series)
     spec = SeriesPatches(
         max_tokens=min(-(-longest // patch), config.max_tokens), patch=patch, series_channels=series[0].shape[1]
     )
-    notes = bad.report()
-    y, task = None, "none"
-    if labels is not None:
-        y, task, extra = labels_and_task(labels, name, "classification")
-        notes.update(extra)
-    return Dataset(
-        name=name,
-        spec=spec,
-        tokens=spec.tokenize(series),
-        labels=y,
-        splits=splits if splits is not None else random_splits(len(series), seed=0),
-        task=task,
-        source=source or name,
-        license=license,
-        notes=notes,
-    )
+    return make_dataset(spec, series, places, bad, labels=labels, **{"task": "classification", **about})

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from anymae.config import DataConfig
-from anymae.data.dataset import Dataset, random_splits
-from anymae.data.records import BadRecords, labels_and_task, numbered_lines
+from anymae.data.dataset import Dataset, make_dataset
+from anymae.data.records import MAX_LINE_BYTES, BadRecords, check_size, numbered_lines, odd_number, parse_number
 from anymae.errors import UserError
-from anymae.tokens import FeatureTokens, fit_scale
+from anymae.tokens import FLOAT32_MAX, FeatureTokens, fit_scale
 
 MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}
 MAX_LEVELS = 50
@@ -59,39 +59,69 @@ def read_table(path: Path, bad: BadRecords, header: bool = True, skip: int = 0) 
     return read_csv(path, bad, delimiter="\t" if inner == ".tsv" else ",", header=header, skip=skip)
 
 
+class Feed:
+    """The lines of a file handed to csv.reader one at a time, from a position that can be set
+    back: a record that goes wrong is reported at the line where it began, and reading resumes
+    on the line after it (a stray quote never swallows the lines below it)."""
+
+    def __init__(self, lines: list[tuple[int, str]]) -> None:
+        self.lines, self.pos = lines, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        if self.pos >= len(self.lines):
+            raise StopIteration
+        self.pos += 1
+        return self.lines[self.pos - 1][1] + "\n"
+
+
 def read_csv(path: Path, bad: BadRecords, delimiter: str = ",", header: bool = True, skip: int = 0) -> Table:
-    """A CSV file read row by row; rows with the wrong number of fields are bad records."""
-    current = [0]
-
-    def lines():
-        for number, line in numbered_lines(path, bad):
-            current[0] = number
-            if number > skip:
-                yield line
-
-    csv.field_size_limit(max(csv.field_size_limit(), 1 << 26))  # long texts in one cell
-    reader = csv.reader(lines(), delimiter=delimiter)
+    """A CSV file read record by record with Python's csv parser (strict quoting). A record with
+    the wrong number of fields, or quoting the parser refuses, is a bad record at the line where
+    it starts; a quoted field may span lines only when its record then has the right fields."""
+    lines = [(number, line) for number, line in numbered_lines(path, bad) if number > skip]
+    csv.field_size_limit(MAX_LINE_BYTES)
+    feed = Feed(lines)
+    reader = csv.reader(feed, delimiter=delimiter, strict=True)
     columns: list[str] | None = None
     rows, places = [], []
-    try:
-        for cells in reader:
-            place = f"line {current[0]}"
-            if not cells or (len(cells) == 1 and not cells[0].strip()):
-                continue  # blank line
-            if columns is None:
-                if header:
-                    columns = [c.strip() for c in cells]
-                    if len(set(columns)) != len(columns):
-                        raise UserError(f"{path}, {place}: repeated column names in the header")
-                    continue
-                columns = [f"column {i + 1}" for i in range(len(cells))]
-            if len(cells) != len(columns):
-                bad(place, f"has {len(cells)} fields, the header has {len(columns)}")
+    while feed.pos < len(lines):
+        start = feed.pos
+        problem = ""
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            cells, problem = None, f"not valid CSV ({error})"
+        number, last = lines[start][0], lines[max(feed.pos - 1, start)][0]
+        place = f"line {number}"
+        if cells is not None and (not cells or (len(cells) == 1 and not cells[0].strip())):
+            continue  # blank line
+        if columns is None and cells is not None:
+            if header:
+                columns = [c.strip() for c in cells]
+                if len(set(columns)) != len(columns):
+                    raise UserError(f"{path}, {place}: repeated column names in the header")
+                if last != number:
+                    raise UserError(f"{path}, {place}: a quote in the header is not closed on its line")
                 continue
-            rows.append([c.strip() for c in cells])
-            places.append(place)
-    except csv.Error as error:
-        raise UserError(f"{path}, line {current[0]}: not valid CSV ({error})") from None
+            columns = [f"column {i + 1}" for i in range(len(cells))]
+        if cells is not None and len(cells) != len(columns):
+            problem = f"has {len(cells)} fields, the header has {len(columns)}"
+        if problem:
+            if last != number or cells is None and '"' in lines[start][1]:
+                problem += f"; a quote opened on line {number} runs on to line {last}"
+            if columns is None:
+                raise UserError(f"{path}, {place}: {problem}")
+            bad(place, problem)
+            feed.pos = start + 1  # resume on the next line, with a fresh parser
+            reader = csv.reader(feed, delimiter=delimiter, strict=True)
+            continue
+        rows.append([c.strip() for c in cells])
+        places.append(place)
     if columns is None:
         raise UserError(f"{path}: the file is empty")
     if not rows and not bad.count:
@@ -104,6 +134,7 @@ def read_parquet(path: Path, bad: BadRecords) -> Table:
         import pyarrow.parquet as pq
     except ImportError:
         raise UserError(f"{path}: Parquet files need pyarrow; install it with: {PARQUET_INSTALL}") from None
+    check_size(path, path.stat().st_size)
     try:
         table = pq.read_table(path)
     except Exception as error:  # pyarrow raises several kinds for a damaged file
@@ -125,13 +156,8 @@ def is_missing(cell) -> bool:
 
 
 def as_number(cell) -> float | None:
-    """The cell as a float, or None when it is not a number (bools count as numbers 0/1)."""
-    if isinstance(cell, (int, float)):
-        return float(cell)
-    try:
-        return float(cell)
-    except (TypeError, ValueError):
-        return None
+    """The cell as a float, or None when it is not a plain decimal number (bools count as 0/1)."""
+    return parse_number(cell)
 
 
 def feature_columns(table: Table, keep: list[int]) -> tuple[list[str], list[np.ndarray]]:
@@ -142,6 +168,12 @@ def feature_columns(table: Table, keep: list[int]) -> tuple[list[str], list[np.n
         column = table.columns[index]
         cells = table.values(index)
         missing = np.array([is_missing(c) for c in cells])
+        odd = next((i for i, c in enumerate(cells) if odd_number(c)), None)
+        if odd is not None:
+            raise UserError(
+                f"{table.path}, {table.places[odd]}: field '{column}' = {cells[odd]!r} is not a plain number "
+                "(write 10, not 1_0)"
+            )
         numbers = [None if m else as_number(c) for c, m in zip(cells, missing)]
         if all(x is not None for x, m in zip(numbers, missing) if not m):
             block = np.array([np.nan if m else x for x, m in zip(numbers, missing)], dtype=np.float64)[:, None]
@@ -169,16 +201,14 @@ def tabular_dataset(
     table: Table,
     bad: BadRecords,
     config: DataConfig,
-    name: str = "",
     label: str = "",
-    task: str | None = None,
     drop: tuple[str, ...] = (),
-    source: str = "",
-    license: str = "",
-    splits: dict[str, np.ndarray] | None = None,
+    importance: list | None = None,
+    **about,
 ) -> Dataset:
-    """Every column but the label (and `drop`) is a feature. Rows with inf, or with a missing
-    label, are bad records."""
+    """Every column but the label (and `drop`) is a feature. Rows with inf or a number beyond
+    float32, or with a missing label, are bad records; so is a row with fewer than 2 values
+    (make_dataset). `about`: name, source, license, metric, task, splits (see make_dataset)."""
     label_index = table.column(label, "--label") if label else None
     dropped = {table.column(d, "dropped") for d in drop}
     keep = [i for i in range(len(table.columns)) if i != label_index and i not in dropped]
@@ -187,36 +217,29 @@ def tabular_dataset(
     names, blocks = feature_columns(table, keep)
     x = np.concatenate(blocks, axis=1)
     good = np.ones(len(x), dtype=bool)
-    for row in np.flatnonzero(np.isinf(x).any(1)):
-        column = names[int(np.flatnonzero(np.isinf(x[row]))[0])]
-        bad(table.places[row], f"field '{column}' is infinite")
+    for row in np.flatnonzero((np.abs(np.nan_to_num(x, nan=0.0)) > FLOAT32_MAX).any(1)):
+        column = int(np.flatnonzero(np.abs(np.nan_to_num(x[row], nan=0.0)) > FLOAT32_MAX)[0])
+        kind = "infinite" if np.isinf(x[row, column]) else f"{x[row, column]:.3g}, beyond the float32 range"
+        bad(table.places[row], f"field '{names[column]}' is {kind}")
         good[row] = False
     if label_index is not None:
         for row, cell in enumerate(table.values(label_index)):
             if good[row] and is_missing(cell):
                 bad(table.places[row], f"label '{table.columns[label_index]}' is missing")
                 good[row] = False
-    if splits is not None and not good.all():
-        raise UserError(f"{table.path}: bad records in a dataset with fixed splits")
-    x = x[good]
-    if len(x) < 2:
-        raise UserError(f"{table.path}: fewer than 2 usable rows ({bad.count} bad)")
-    notes = bad.report()
-    y, found_task = None, "none"
-    if label_index is not None:
-        cells = [c for c, g in zip(table.values(label_index), good) if g]
-        y, found_task, extra = labels_and_task(cells, f"{table.path}, column '{table.columns[label_index]}'", task)
-        notes.update(extra)
-    mean, scale = fit_scale(x)
+    rows = np.flatnonzero(good)
+    mean, scale = fit_scale(x[rows])
     spec = FeatureTokens(features=tuple(names), mean=mean, scale=scale)
-    return Dataset(
-        name=name or table.path.name,
-        spec=spec,
-        tokens=spec.tokenize(x),
-        labels=y,
-        splits=splits if splits is not None else random_splits(len(x), seed=0),
-        task=found_task,
-        source=source or str(table.path),
-        license=license,
-        notes=notes,
+    labels = None if label_index is None else [table.rows[r][label_index] for r in rows]
+    if "splits" in about and about["splits"] is not None and len(rows) < len(x):
+        raise UserError(f"{table.path}: bad records in a dataset with fixed splits")
+    about = {"name": table.path.name, "source": str(table.path), **about}
+    return make_dataset(
+        spec,
+        x[rows],
+        [table.places[r] for r in rows],
+        bad,
+        labels=labels,
+        importance=None if importance is None else [importance[r] for r in rows],
+        **about,
     )
