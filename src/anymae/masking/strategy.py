@@ -271,7 +271,7 @@ class AttentionGuidedWeighting:
         if self.source == "attention":
             return context.inspection.received
         if context.batch.importance is None:
-            raise UserError("masking.map_source=given needs a per-token importance map with the data")
+            raise UserError("masking.map_source=given needs a per-token map with the data: set data.importance")
         return context.batch.importance
 
     def __call__(self, context: MaskContext) -> torch.Tensor:
