@@ -323,7 +323,11 @@ REFUSED = [
     ("1e300 in a table .npz", huge_npz_values, ["a.npz, row 4", "field 'x2'", "beyond the float32 range"]),
     ("1e300 in image .npz", huge_npz_images, ["a.npz", "field 'x'", "beyond float32", "first: 1"]),
     ("NaN in image .npz", nan_npz_images, ["a.npz", "field 'x' has NaN"]),
-    ("float32 overflow in CSV", float32_overflow_csv, ["t.csv, line 3", "field 'b' is 1e+39, beyond the float32 range"]),
+    (
+        "float32 overflow in CSV",
+        float32_overflow_csv,
+        ["t.csv, line 3", "field 'b' is 1e+39, beyond the float32 range"],
+    ),
     ("float32 overflow in Parquet", float32_overflow_parquet, ["t.parquet, row 2", "field 'b'", "float32"]),
     ("SMILES of 20 MB", huge_smiles, ["m.smi, line 3", "longer than the limit of 16 MiB"]),
     ("SMILES of 20,000 characters", long_smiles, ["m.smi, line 3", "longer than the limit of 10,000"]),

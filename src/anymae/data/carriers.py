@@ -159,6 +159,7 @@ class Debian:
             return
         target = cache_dir() / self.unpack
         with tempfile.TemporaryDirectory() as folder:
+            os.chmod(folder, 0o777)  # apt-get download fetches as the _apt user when it can write here
             run(["apt-get", "download", "-q", self.pinned], self.package, cwd=Path(folder))
             debs = sorted(Path(folder).glob("*.deb"))
             if not debs:

@@ -240,7 +240,7 @@ CATALOG = (
         size="20,000 x 16 features (12k/4k/4k, last 4,000 = test)",
         task="26 classes",
         metric="accuracy",
-        source="Debian r-cran-mlbench 2.1-3-1: mlbench/data/LetterRecognition.rda (unpacked without R, read with rdata)",
+        source="Debian r-cran-mlbench 2.1-3-1: mlbench/data/LetterRecognition.rda (unpacked without R; rdata)",
         license="GPL-2",
         load=loaders.load_letter,
         needs=(MLBENCH, RDATA),
