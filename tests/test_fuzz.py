@@ -222,6 +222,25 @@ def test_npz_of_any_arrays(examples):
             }
             np.savez(path, **parts)
             read(path, "fail", modality=modality)
-            read(path, "skip", modality=modality)
+            dataset = read(path, "skip", modality=modality)
+            if dataset is not None:  # one record per set (counts), else per row / image of x
+                assert len(dataset) + dataset.notes["skipped"] == len(counts if counts is not None else x)
+
+    run()
+
+
+@pytest.mark.parametrize("examples", EXAMPLES)
+def test_mutated_parquet_files(examples):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    with tempfile.TemporaryDirectory() as folder:
+        table = pa.table({"a": [1.0, None, 3.0, 4.0, 5.0], "b": ["x", "y", "x", "y", "x"], "y": [0, 1, 0, 1, 0]})
+        pq.write_table(table, Path(folder) / "seed.parquet")
+        seed = (Path(folder) / "seed.parquet").read_bytes()
+
+    @fuzz(examples)
+    @given(mutated(seed))
+    def run(data):
+        check(".parquet", data, label="y")
 
     run()

@@ -70,6 +70,7 @@ class ModalitySpec:
     positional: bool = True  # False for sets: no position embedding
     default_ratio: float = 0.15
     grid: tuple[int, int] | None = None  # (rows, cols) when tokens form a 2-D grid
+    rewrites = False  # strings: True when `check` rewrites a sample (its tokens no longer follow the input)
 
     def tokenize(self, raw) -> TokenArrays:
         raise NotImplementedError
@@ -192,6 +193,7 @@ class SmilesSequence(ByteSequence):
     max_tokens: int = 128
     name: str = "smiles"
     default_ratio: float = 0.3
+    rewrites = True  # canonical form
 
     def check(self, text: str) -> tuple[str, str | None]:
         from anymae.data import chem

@@ -42,7 +42,7 @@ def run(command: list[str], what: str, cwd: Path | None = None) -> None:
     try:
         done = subprocess.run(command, cwd=cwd, check=False)
     except OSError as error:
-        raise UserError(f"{what}: cannot run {command[0]} ({error})") from None
+        raise UserError(f"{what}: cannot run {command[0]} ({' '.join(str(error).split())})") from None
     if done.returncode != 0:
         raise UserError(f"{what}: `{shlex.join(command)}` failed with status {done.returncode}")
 

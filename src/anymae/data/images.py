@@ -18,7 +18,7 @@ import numpy as np
 
 from anymae.config import DataConfig
 from anymae.data.dataset import Dataset, make_dataset
-from anymae.data.records import BadRecords, check_size
+from anymae.data.records import BadRecords, brief, check_size
 from anymae.errors import UserError
 from anymae.tokens import FLOAT32_MAX, ImagePatches
 
@@ -106,7 +106,7 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         with loaded:
             return {key: loaded[key] for key in loaded.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError, RuntimeError) as error:
-        raise UserError(f"{path}: not a readable numpy file ({str(error)[:200]})") from None
+        raise UserError(f"{path}: not a readable numpy file ({brief(error)})") from None
 
 
 def load_image_folder(path: Path, config: DataConfig) -> Dataset:
@@ -132,7 +132,7 @@ def load_image_folder(path: Path, config: DataConfig) -> Dataset:
                 with Image.open(f) as image:
                     size, mode = image.size, image.mode
         except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as error:
-            bad(place, f"not a readable image ({str(error)[:120]})")
+            bad(place, f"not a readable image ({brief(error, 120)})")
             continue
         if size[0] * size[1] > MAX_IMAGE_PIXELS:
             bad(place, f"is {size[0]}x{size[1]}, more than the limit of {MAX_IMAGE_PIXELS:,} pixels per image")
@@ -153,7 +153,7 @@ def load_image_folder(path: Path, config: DataConfig) -> Dataset:
             with Image.open(f) as image:
                 pixels = pixel_values(image, colour)
         except (OSError, ValueError, SyntaxError) as error:
-            bad(place, f"not a readable image ({str(error)[:120]})")
+            bad(place, f"not a readable image ({brief(error, 120)})")
             continue
         images.append(pixels)
         names.append(f.parent.name)

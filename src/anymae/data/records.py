@@ -53,6 +53,12 @@ MAX_FILE_BYTES = 2048 * MIB  # one file, after decompression; readers hold their
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
+def brief(error: BaseException | str, limit: int = 200) -> str:
+    """A library's error message on one line, cut to `limit` characters (messages are one line)."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def max_file_bytes() -> int:
     """The size limit of one input file: MAX_FILE_BYTES, or $ANYMAE_MAX_FILE_BYTES when set."""
     value = os.environ.get("ANYMAE_MAX_FILE_BYTES", "")
@@ -81,7 +87,7 @@ def open_binary(path: Path) -> io.BufferedIOBase:
             check_size(path, path.stat().st_size)
         return opener(path, "rb")
     except OSError as error:
-        raise UserError(f"{path}: cannot open ({error})") from None
+        raise UserError(f"{path}: cannot open ({brief(error)})") from None
 
 
 def raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -112,7 +118,7 @@ def raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
                     raw = raw.removeprefix(b"\xef\xbb\xbf")
                 yield number, raw.rstrip(b"\r\n")
         except (OSError, EOFError, zlib_error) as error:
-            raise UserError(f"{path}, line {number + 1}: damaged or cut short ({error})") from None
+            raise UserError(f"{path}, line {number + 1}: damaged or cut short ({brief(error)})") from None
 
 
 def decode(raw: bytes) -> tuple[str | None, str]:
@@ -141,7 +147,7 @@ def numbered_lines(path: Path, bad: BadRecords | None = None) -> Iterator[tuple[
         yield number, text
 
 
-NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE)
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE | re.ASCII)
 
 
 def parse_number(value) -> float | None:
@@ -153,8 +159,9 @@ def parse_number(value) -> float | None:
         return float(value)
     if isinstance(value, (int, float, np.integer, np.floating)):
         return float(value)
-    if isinstance(value, str) and NUMBER.fullmatch(value.strip()):
-        return float(value)
+    if isinstance(value, str):
+        value = value.strip(" \t\r\n")
+        return float(value) if NUMBER.fullmatch(value) else None
     return None
 
 

@@ -137,8 +137,8 @@ def strings_dataset(
     molecules), else a fixed random 60/20/20 split (seed 0). `about`: name, source, license,
     metric, task (see make_dataset)."""
     spec = string_spec(modality, config.max_tokens)
-    if importance is not None and modality == "smiles":
-        raise UserError(f"{about['name']}: data.importance does not apply to SMILES (they are canonicalised)")
+    if importance is not None and spec.rewrites:
+        raise UserError(f"{about['name']}: data.importance does not apply to {modality} (samples are rewritten)")
     kept, kept_places, kept_labels, kept_maps = [], [], [], []
     for i, (sample, place) in enumerate(zip(samples, places)):
         sample, problem = spec.check(sample)

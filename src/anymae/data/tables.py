@@ -17,7 +17,7 @@ import numpy as np
 
 from anymae.config import DataConfig
 from anymae.data.dataset import Dataset, make_dataset
-from anymae.data.records import MAX_LINE_BYTES, BadRecords, check_size, numbered_lines, odd_number, parse_number
+from anymae.data.records import MAX_LINE_BYTES, BadRecords, brief, check_size, numbered_lines, odd_number, parse_number
 from anymae.errors import UserError
 from anymae.tokens import FLOAT32_MAX, FeatureTokens, fit_scale
 
@@ -95,7 +95,7 @@ def read_csv(path: Path, bad: BadRecords, delimiter: str = ",", header: bool = T
         except StopIteration:
             break
         except csv.Error as error:
-            cells, problem = None, f"not valid CSV ({error})"
+            cells, problem = None, f"not valid CSV ({brief(error)})"
         number, last = lines[start][0], lines[max(feed.pos - 1, start)][0]
         place = f"line {number}"
         if cells is not None and (not cells or (len(cells) == 1 and not cells[0].strip())):
@@ -138,7 +138,7 @@ def read_parquet(path: Path, bad: BadRecords) -> Table:
     try:
         table = pq.read_table(path)
     except Exception as error:  # pyarrow raises several kinds for a damaged file
-        raise UserError(f"{path}: not a readable Parquet file ({error})") from None
+        raise UserError(f"{path}: not a readable Parquet file ({brief(error)})") from None
     columns = table.column_names
     data = [table.column(c).to_pylist() for c in columns]
     rows = [list(cells) for cells in zip(*data)] if columns else []
