@@ -550,3 +550,9 @@ def test_given_map_without_importance_names_the_setting(tmp_path, capsys):
     argv += ["masking.map_source=given", "data.patch=4", "--steps", "1", "--out", str(tmp_path / "run")]
     assert main(argv) == 2
     assert "data.importance" in capsys.readouterr().err
+
+
+def test_integer_labels_in_npz_are_classes_however_many(tmp_path):
+    np.savez(tmp_path / "a.npz", x=np.zeros((60, 8, 8), dtype=np.uint8), y=np.arange(60) % 30)
+    dataset = load(tmp_path / "a.npz")
+    assert dataset.task == "classification" and len(dataset.notes["classes"]) == 30

@@ -248,7 +248,7 @@ CATALOG = (
     Entry(
         name="higgs-like",
         modality="tabular",
-        size=f"{GENERATED_SIZE:,} events x 23 features (60/20/20)",
+        size=f"{GENERATED_SIZE:,} events (by default) x 23 features (60/20/20)",
         task="2 classes (WH signal or ttbar)",
         metric="roc_auc",
         source=f"generated with Pythia 8 ({particles.PYTHIA})",
@@ -260,7 +260,7 @@ CATALOG = (
     Entry(
         name="quark-gluon",
         modality="set",
-        size=f"{GENERATED_SIZE:,} jets (60/20/20)",
+        size=f"{GENERATED_SIZE:,} jets by default (60/20/20)",
         task="2 classes (quark or gluon jet)",
         metric="roc_auc",
         source=f"generated with Pythia 8 ({particles.PYTHIA})",

@@ -21,7 +21,7 @@ from pathlib import Path
 from anymae.config import DataConfig
 from anymae.data.dataset import Dataset
 from anymae.data.images import load_image_arrays, load_image_folder, read_npz
-from anymae.data.records import BadRecords, parse_number
+from anymae.data.records import BadRecords, array_task, parse_number
 from anymae.data.sequences import (
     STRING_MODALITIES,
     guess_alphabet,
@@ -141,7 +141,9 @@ def load_lines(path: Path, config: DataConfig, bad: BadRecords) -> Dataset:
     return strings_dataset(modality, samples, places, bad, config, importance=maps, **about(path))
 
 
-def load_table(path: Path, config: DataConfig, bad: BadRecords, table: Table | None = None, maps=None) -> Dataset:
+def load_table(
+    path: Path, config: DataConfig, bad: BadRecords, table: Table | None = None, maps=None, task: str | None = None
+) -> Dataset:
     check_modality(path, config.modality, (*STRING_MODALITIES, "tabular", "series"))
     table = table or read_table(path, bad)
     map_column = ""
@@ -160,7 +162,9 @@ def load_table(path: Path, config: DataConfig, bad: BadRecords, table: Table | N
         maps = maps_from_file(config, path, bad, len(table.rows))
     if modality == "tabular":
         drop = (map_column,) if map_column else ()
-        return tabular_dataset(table, bad, config, label=config.label, drop=drop, importance=maps, **about(path))
+        return tabular_dataset(
+            table, bad, config, label=config.label, drop=drop, importance=maps, task=task, **about(path)
+        )
     if modality == "series":
         if maps is not None:
             raise UserError(f"{path}: data.importance is not supported for series read from a table")
@@ -258,7 +262,7 @@ def load_arrays(path: Path, config: DataConfig, bad: BadRecords) -> Dataset:
         if maps is None:
             maps = maps_from_file(config, path, bad, len(x))
         config = DataConfig(**{**vars(config), "label": "y" if y is not None else "", "importance": ""})
-        return load_table(path, config, bad, table, maps)
+        return load_table(path, config, bad, table, maps, task=array_task(y))
     check_modality(path, config.modality, ("image",))
     if maps is None:
         maps = maps_from_file(config, path, bad, len(x))

@@ -18,7 +18,7 @@ import numpy as np
 
 from anymae.config import DataConfig
 from anymae.data.dataset import Dataset, make_dataset
-from anymae.data.records import BadRecords, brief, check_size
+from anymae.data.records import BadRecords, array_task, brief, check_size
 from anymae.errors import UserError
 from anymae.tokens import FLOAT32_MAX, ImagePatches
 
@@ -84,6 +84,7 @@ def load_image_arrays(
         config,
         name=path.name,
         labels=None if labels is None else labels.tolist(),
+        task=array_task(labels),
         importance=importance,
         source=str(path),
     )

@@ -311,7 +311,10 @@ def load_quark_gluon(config: DataConfig, entry: Entry) -> Dataset:
     places = [f"jet {i}" for i in range(len(sets))]
     sets = [particles.jet_coordinates(s) for s in sets]
     notes = {"classes": ["quark", "gluon"]}  # y = 0 quark, 1 gluon
-    return sets_dataset(sets, places, strict(path), config, labels=arrays["y"], notes=notes, **entry.about())
+    labels = arrays["y"]
+    return sets_dataset(
+        sets, places, strict(path), config, labels=labels, task="classification", notes=notes, **entry.about()
+    )
 
 
 def load_higgs_like(config: DataConfig, entry: Entry) -> Dataset:

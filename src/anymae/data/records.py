@@ -176,6 +176,12 @@ def odd_number(value) -> bool:
     return True
 
 
+def array_task(labels: np.ndarray | None) -> str | None:
+    """Labels stored as an array: integers, booleans and strings are classes; floats are inferred
+    (labels_and_task: a regression target unless they are few whole numbers)."""
+    return "classification" if labels is not None and labels.dtype.kind in "biuU" else None
+
+
 def class_labels(values: list[str]) -> tuple[np.ndarray, list[str]]:
     """String labels -> class ids 0..K-1 (sorted names) and the names."""
     names = sorted(set(values))

@@ -10,7 +10,7 @@ import numpy as np
 
 from anymae.config import DataConfig
 from anymae.data.dataset import Dataset, make_dataset
-from anymae.data.records import BadRecords
+from anymae.data.records import BadRecords, array_task
 from anymae.errors import UserError
 from anymae.tokens import FLOAT32_MAX, ValueSet, fit_scale
 
@@ -24,7 +24,7 @@ def sets_dataset(
     spec = ValueSet(
         channels=channels, max_tokens=min(max(len(s) for s in sets), config.max_tokens), mean=mean, scale=scale
     )
-    return make_dataset(spec, sets, places, bad, labels=labels, **{"task": "classification", **about})
+    return make_dataset(spec, sets, places, bad, labels=labels, **about)
 
 
 def load_set_arrays(path: Path, arrays: dict[str, np.ndarray], config: DataConfig, label: str = "y") -> Dataset:
@@ -58,4 +58,5 @@ def load_set_arrays(path: Path, arrays: dict[str, np.ndarray], config: DataConfi
     if len(sets) < 2:
         raise UserError(f"{path}: fewer than 2 usable sets ({bad.count} bad)")
     y = None if labels is None else labels[keep].tolist()
-    return sets_dataset(sets, places, bad, config, labels=y, name=path.name, source=str(path))
+    task = array_task(labels)
+    return sets_dataset(sets, places, bad, config, labels=y, task=task, name=path.name, source=str(path))
