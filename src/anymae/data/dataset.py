@@ -78,10 +78,8 @@ def make_dataset(
     a dataset whose samples can never hold 2 tokens is always an error.
     """
     if spec.max_tokens < MIN_TOKENS:
-        raise UserError(
-            f"{name}: each sample is {spec.max_tokens} token; at least {MIN_TOKENS} are needed to hide one "
-            "and see another (use a smaller data.patch, or more columns)"
-        )
+        hint = ": choose a smaller data.patch" if spec.grid is not None else " (one to hide, one to see)"
+        raise UserError(f"{name}: each {spec.name} sample is {spec.max_tokens} token; masking needs at least 2{hint}")
     tokens = spec.tokenize(raw)
     counts = tokens.valid.sum(1)
     maps = None if importance is None else np.zeros(tokens.valid.shape, dtype=np.float32)

@@ -44,10 +44,7 @@ def image_dataset(images: np.ndarray, places: list[str], bad: BadRecords, config
     height, width = images.shape[1:3]
     channels = images.shape[3] if images.ndim == 4 else 1
     patch = config.patch or choose_patch(height, width, max(config.max_tokens, 16))
-    if patch < 1 or height % patch or width % patch:
-        raise UserError(
-            f"{about['name']}: data.patch {patch} does not divide the image size {height}x{width} (set data.patch)"
-        )
+    # ImagePatches refuses a patch that does not divide the image, naming the sizes that do
     spec = ImagePatches(height=height, width=width, image_channels=channels, patch=patch)
     return make_dataset(spec, images, places, bad, **about)
 
