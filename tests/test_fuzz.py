@@ -114,6 +114,16 @@ def records_in(suffix: str, data: bytes) -> int | None:
         first = next((i for i, (raw, _) in enumerate(lines) if raw.startswith(b">")), len(lines))
         orphans = any(raw.strip() for raw, _ in lines[:first])
         return headers + orphans
+    if suffix == ".ts":  # undecodable lines anywhere, and the cases after '@data'
+        start = next(
+            (i for i, (_, t) in enumerate(lines) if t is not None and t.strip().lower().startswith("@data")), None
+        )
+        cases = (
+            0
+            if start is None
+            else sum(1 for _, t in lines[start + 1 :] if t is not None and t.strip() and not t.strip().startswith("#"))
+        )
+        return sum(1 for _, t in lines if t is None) + cases
     if suffix == ".csv" and b'"' not in data and b"\r" not in data.replace(b"\r\n", b"\n"):
         undecodable = sum(1 for _, text in lines if text is None)
         blank = {i for i, (_, text) in enumerate(lines) if text is not None and ("," not in text and not text.strip())}

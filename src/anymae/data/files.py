@@ -12,6 +12,11 @@
 | .ts (UCR / UEA)                       | series                              |                         |
 | .npy / .npz (x, optional y)           | image if x is (n, H, W[, C]);       | tabular, series (2-D x) |
 |                                       | set if the .npz has `counts`        |                         |
+
+`--label` names the label column of a table or the label array of a .npz (default `y`); the
+other readers take labels from the file (image sub-folders, .ts) or have none, and refuse it.
+`data.importance` (per-token maps for masking.map_source=given) names a column of a table or
+an array of a .npz, or is a .npy / .npz file with one row per record.
 """
 
 from __future__ import annotations
