@@ -72,7 +72,10 @@ def load_fashion_mnist(config: DataConfig, entry: Entry) -> Dataset:
     splits = {"train": np.sort(order[5000:]), "val": np.sort(order[:5000]), "test": np.arange(n_train, len(images))}
     places = [f"image {i}" for i in range(len(images))]
     config = DataConfig(**{**vars(config), "patch": config.patch or 4})
-    return image_dataset(images, places, strict(folder), config, labels=labels, splits=splits, **entry.about())
+    bad = strict(folder)
+    return image_dataset(
+        images, places, bad, config, labels=labels, task="classification", splits=splits, **entry.about()
+    )
 
 
 def load_digits(config: DataConfig, entry: Entry) -> Dataset:
@@ -82,7 +85,10 @@ def load_digits(config: DataConfig, entry: Entry) -> Dataset:
     places = [f"image {i}" for i in range(len(digits.target))]
     config = DataConfig(**{**vars(config), "patch": config.patch or 2})
     images = digits.images.astype(np.float32) / 16.0
-    return image_dataset(images, places, strict("digits"), config, labels=digits.target, **entry.about())
+    labels = digits.target
+    return image_dataset(
+        images, places, strict("digits"), config, labels=labels, task="classification", **entry.about()
+    )
 
 
 def load_mnist_5k(config: DataConfig, entry: Entry) -> Dataset:
@@ -92,7 +98,8 @@ def load_mnist_5k(config: DataConfig, entry: Entry) -> Dataset:
         raise UserError(f"{path}: expected 5000 rows of 784 pixels and a label, got {rows.shape}")
     images = rows[:, :784].reshape(-1, 28, 28).astype(np.float32) / 255.0
     places = [f"row {i + 1}" for i in range(len(rows))]
-    return image_dataset(images, places, strict(path), config, labels=rows[:, 784], **entry.about())
+    labels = rows[:, 784]
+    return image_dataset(images, places, strict(path), config, labels=labels, task="classification", **entry.about())
 
 
 # text
