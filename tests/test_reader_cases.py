@@ -298,6 +298,10 @@ def series_huge_value(tmp):
     return write(tmp / "s.ts", "".join(lines)), {}
 
 
+def quote_pair_in_a_table(tmp):
+    return write(tmp / "t.csv", 'a,b,y\n1,2,0\n"3\n5",6,1\n7,8,1\n9,10,0\n'), {}
+
+
 def single_row(tmp):
     return write(tmp / "t.csv", "a,b\n1,2\n"), {}
 
@@ -357,6 +361,7 @@ REFUSED = [
     ("non-UTF-8 line in FASTA", fasta_non_utf8_fail, ["p.fasta, line 1", "line 2 not UTF-8"]),
     ("1e300 in a set", sets_with_huge, ["s.npz, set 0", "float32"]),
     ("1e300 in a .ts", series_huge_value, ["s.ts, line", "finite numbers"]),
+    ("quote pair over lines in a table", quote_pair_in_a_table, ["t.csv, line 3", "runs over several lines"]),
     ("one row", single_row, ["t.csv", "fewer than 2 usable records"]),
 ]
 NEEDS_MONKEYPATCH = {huge_file, gzip_bomb, npz_bomb}

@@ -197,6 +197,22 @@ def feature_columns(table: Table, keep: list[int]) -> tuple[list[str], list[np.n
     return names, blocks
 
 
+def without_line_breaks(table: Table, keep: list[int], bad: BadRecords, importance: list | None):
+    """A feature cell that holds a line break comes from a quoted field running over lines (a stray
+    quote that happened to leave the right number of fields): a bad record, never a category."""
+    rows = []
+    for r, row in enumerate(table.rows):
+        broken = next((i for i in keep if isinstance(row[i], str) and "\n" in row[i]), None)
+        if broken is None:
+            rows.append(r)
+        else:
+            bad(table.places[r], f"field '{table.columns[broken]}' runs over several lines (a stray quote?)")
+    if len(rows) == len(table.rows):
+        return table, importance
+    kept = Table(table.path, table.columns, [table.rows[r] for r in rows], [table.places[r] for r in rows])
+    return kept, None if importance is None else [importance[r] for r in rows]
+
+
 def tabular_dataset(
     table: Table,
     bad: BadRecords,
@@ -214,6 +230,7 @@ def tabular_dataset(
     keep = [i for i in range(len(table.columns)) if i != label_index and i not in dropped]
     if not keep:
         raise UserError(f"{table.path}: no feature columns besides the label")
+    table, importance = without_line_breaks(table, keep, bad, importance)
     names, blocks = feature_columns(table, keep)
     x = np.concatenate(blocks, axis=1)
     good = np.ones(len(x), dtype=bool)
