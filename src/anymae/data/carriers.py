@@ -140,7 +140,7 @@ class Debian:
     def command(self) -> str:
         if self.unpack:
             deb = f"{self.package}_{self.version}_*.deb"
-            return f"apt-get download {self.pinned} && dpkg -x {deb} $ANYMAE_DATA/{self.unpack}"
+            return f"apt-get download {self.pinned} && dpkg -x {deb} {cache_dir() / self.unpack}"
         return f"apt-get install -y --no-install-recommends {self.pinned}"
 
     def path(self) -> Path | None:

@@ -65,10 +65,6 @@ def cache_path(name: str) -> Path:
     return cache_dir() / f"{name}.npz"
 
 
-def quark_gluon_path() -> Path:
-    return cache_path("quark-gluon")
-
-
 @contextlib.contextmanager
 def quiet_stdout():
     """Pythia and its jet code print banners from C++: send file descriptor 1 to /dev/null."""
