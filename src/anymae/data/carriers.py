@@ -174,6 +174,11 @@ class Generated:
 
     name: str
     count: int  # the default size `anymae data install` generates
+    generator: Library | None = None  # needed to make the file, not to read it
+
+    @property
+    def needs(self) -> tuple[Library, ...]:
+        return () if self.generator is None else (self.generator,)
 
     @property
     def file(self) -> Path:
@@ -181,7 +186,8 @@ class Generated:
 
     @property
     def command(self) -> str:
-        return f"anymae data prepare {self.name} --count {self.count}"
+        prepare = f"anymae data prepare {self.name} --count {self.count}"
+        return " && ".join([*(need.command for need in self.needs if not need.ready()), prepare])
 
     def ready(self) -> bool:
         return self.file.exists()

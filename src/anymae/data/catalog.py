@@ -254,7 +254,7 @@ CATALOG = (
         source=f"generated with Pythia 8 ({particles.PYTHIA})",
         license=PYTHIA_LICENSE,
         load=loaders.load_higgs_like,
-        needs=(PYTHIA, Generated("higgs-like", GENERATED_SIZE)),
+        needs=(Generated("higgs-like", GENERATED_SIZE, PYTHIA),),
     ),
     # sets
     Entry(
@@ -266,7 +266,7 @@ CATALOG = (
         source=f"generated with Pythia 8 ({particles.PYTHIA})",
         license=PYTHIA_LICENSE,
         load=loaders.load_quark_gluon,
-        needs=(PYTHIA, Generated("quark-gluon", GENERATED_SIZE)),
+        needs=(Generated("quark-gluon", GENERATED_SIZE, PYTHIA),),
     ),
     # time series (UCR, official test sets)
     ucr("ItalyPowerDemand", "1,096 x 24 steps (67 train / 1,029 test)", "2 classes"),
@@ -297,7 +297,10 @@ def install(names: list[str], count: int = GENERATED_SIZE, workers: int = 2) -> 
 
     needs: list[Need] = []
     for name in names:
-        needs += [need for need in BUILTINS[name].needs if need not in needs and not need.ready()]
+        for need in BUILTINS[name].needs:
+            # a generated file needs its generator only while the file is missing
+            wanted = [*need.needs, need] if isinstance(need, Generated) else [need]
+            needs += [n for n in wanted if n not in needs and not n.ready()]
     debian = [need for need in needs if isinstance(need, Debian)]
     if debian:
         apt_update()
