@@ -94,6 +94,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    dist_timeout: float = 600.0  # several processes (torchrun): seconds one waits for the others before it stops
 
 
 @dataclass
