@@ -15,6 +15,7 @@ import functools
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,26 +71,29 @@ class Rank:
             value /= self.world
         return float(value)
 
-    def on_main(self, write: Callable[[], None]) -> None:
-        """Run `write` on rank 0 only; the others wait, so what it writes exists when any process moves on."""
-        if self.main:
-            write()
+    def barrier(self) -> None:
+        """Wait for all processes: after rank 0 writes, so that what it wrote exists when any process goes on."""
         if self.world > 1:
             dist.barrier()
 
-    def generator_states(self, generator: torch.Generator, name: str) -> dict[str, torch.Tensor]:
-        """Every process's generator state (a collective: all call it), rank r as `name.r` and rank 0 as `name`."""
-        states = [generator.get_state()]
-        if self.world > 1:
-            states = [None] * self.world
-            dist.all_gather_object(states, generator.get_state())
-        return {state_key(name, r): state for r, state in enumerate(states)}
+    def gather(self, name: str, value: Any) -> dict[str, Any]:
+        """Every process's `value` (a collective: all call it), keyed `name` for rank 0 and `name.r` for rank r.
 
-    def restore_generator(self, generator: torch.Generator, saved: dict[str, torch.Tensor], name: str) -> None:
-        """This process's saved state; a process the saved run did not have keeps its fresh seed."""
-        state = saved.get(state_key(name, self.rank))
-        if state is not None:
-            generator.set_state(state)
+        What the checkpoint keeps of per-process state (mask generators, a strategy's running
+        statistics), so a resume on the same number of processes continues exactly.
+        """
+        values = [value]
+        if self.world > 1:
+            values = [None] * self.world
+            dist.all_gather_object(values, value)
+        return {state_key(name, r): v for r, v in enumerate(values)}
+
+    def own(self, saved: dict[str, Any], name: str, default: Any) -> Any:
+        """This process's entry of what `gather` saved; `default` when the saved run had no such rank."""
+        return saved.get(state_key(name, self.rank), default)
+
+
+SINGLE = Rank()  # a run of one process
 
 
 def state_key(name: str, rank: int) -> str:
