@@ -204,7 +204,7 @@ def test_resume_on_the_same_world_size_is_exact_with_per_rank_masks(runs):
     for name in straight.model:
         assert torch.equal(straight.model[name], resumed.model[name]), name
     # each process's mask generator and running position means are saved, and they differ by rank
-    assert set(straight.generators) == {"mask", "mask.1"} and set(straight.extra) == {"masking", "masking.1"}
+    assert set(straight.generators) == {"mask", "mask.1"} and {"masking", "masking.1"} <= set(straight.extra)
     assert not torch.equal(straight.generators["mask"], straight.generators["mask.1"])
     assert straight.extra["masking"]["position_mean"] != straight.extra["masking.1"]["position_mean"]
     assert straight.extra == resumed.extra
