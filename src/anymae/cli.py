@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anymae.errors import EXIT_DIVERGED, EXIT_USER_ERROR, TrainingDiverged, UserError
+from anymae.errors import EXIT_DIVERGED, EXIT_USER_ERROR, PeerLost, TrainingDiverged, UserError
 
 EXAMPLES = """examples:
   anymae data list
@@ -23,14 +23,23 @@ EXAMPLES = """examples:
 
 exit status: 0 done; 2 a mistake in the input or a damaged / incompatible run folder (one line
 on stderr says which file and what); 3 training stopped on a non-finite loss or weights (the
-line names the step and the checkpoint kept); 130 interrupted.
+line names the step and the checkpoint kept); 1 under torchrun, another process of the run
+failed or stopped answering; 130 interrupted.
 """
 
 # settings a resumed run may change: how long it goes on and how it reports, never what it learns
-RESUMABLE = ("train.steps", "train.log_every", "train.checkpoint_every", "train.device", "train.threads")
+RESUMABLE = (
+    "train.steps",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.device",
+    "train.threads",
+    "train.dist_timeout",
+)
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
+    from anymae import distributed
     from anymae.config import apply_overrides, load_config, set_value, validate
     from anymae.runfolder import check_out
     from anymae.train import pretrain
@@ -71,11 +80,13 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                 f"nothing to do (raise train.steps to train further)"
             )
             return 0
-    result = pretrain(config, out, resume=args.resume)
-    print(
-        f"pretrained {result.steps} steps in {result.seconds:.0f} s; final loss {result.final_loss:.4f}; "
-        f"checkpoint in {result.run_dir}"
-    )
+    with distributed.guard():  # under torchrun: a failed peer stops this process with one clear line
+        result = pretrain(config, out, resume=args.resume)
+    if distributed.is_main():
+        print(
+            f"pretrained {result.steps} steps in {result.seconds:.0f} s; final loss {result.final_loss:.4f}; "
+            f"checkpoint in {result.run_dir}"
+        )
     return 0
 
 
@@ -267,7 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "pretrain",
         help="pretrain a masked autoencoder",
-        description="Pretrain a masked autoencoder; writes checkpoint, config and metrics to --out.",
+        description="Pretrain a masked autoencoder; writes checkpoint, config and metrics to --out. "
+        "Under `torchrun --nproc_per_node=N -m anymae pretrain ...`, N processes train one run "
+        "(train.batch_size is the global batch; only rank 0 writes).",
     )
     p.add_argument("--data", help="built-in dataset name (see `anymae data list`) or a file path")
     p.add_argument("--strategy", choices=list(SELECTORS), help="masking strategy (default: random)")
@@ -285,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue the run in --out from its last checkpoint (only train.steps, train.log_every, "
-        "train.checkpoint_every, train.device and train.threads may change)",
+        "train.checkpoint_every, train.device, train.threads and train.dist_timeout may change)",
     )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="settings, e.g. model.dim=64 train.lr=1e-3")
     add_data_flags(p)
@@ -382,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"anymae: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except PeerLost as error:
+        print(f"anymae: stopped: {error}", file=sys.stderr)
+        return 1
     except TrainingDiverged as error:
         print(f"anymae: training stopped: {error}", file=sys.stderr)
         return EXIT_DIVERGED

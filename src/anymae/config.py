@@ -94,6 +94,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    dist_timeout: float = 600.0  # several processes (torchrun): seconds one waits for the others before it stops
 
 
 @dataclass
@@ -347,6 +348,7 @@ def validate(config: Config) -> Config:
     require(t.clip >= 0, "train.clip", ">= 0 (0 = off)", t.clip)
     require(0 <= t.seed <= MAX_SEED, "train.seed", f"an integer in [0, {MAX_SEED}]", t.seed)
     require(t.threads >= 0, "train.threads", "an integer >= 0 (0 = torch's default)", t.threads)
+    require(t.dist_timeout > 0, "train.dist_timeout", "> 0 seconds", t.dist_timeout)
     at_least(config, "probe.max_train probe.knn_k probe.batch_size", 1)
 
     from anymae.masking import check_strategy  # the strategy table lives with the strategies

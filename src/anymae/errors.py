@@ -10,3 +10,7 @@ class UserError(Exception):
 
 class TrainingDiverged(RuntimeError):
     """The loss or the weights became non-finite; the message names the step and the checkpoint kept."""
+
+
+class PeerLost(RuntimeError):
+    """Another process of a multi-process run failed or stopped answering; this one stopped too."""

@@ -39,14 +39,17 @@ def data_fingerprint(dataset) -> dict:
 class RunFolder:
     """The --out folder of a training run, locked for the life of the run (use as a context manager)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = check_out(path)
+    def __init__(self, path: str | Path, writer: bool = True) -> None:
+        """`writer=False`: a process of a torchrun run other than rank 0, which never locks or writes the folder."""
+        self.path, self.writer = check_out(path), writer
         self.checkpoint = self.path / FILENAME
         self.kept: tuple[Path, int] | None = None  # the newest checkpoint known whole, and its step
         self.lock_file = None
 
     def open(self, resume: bool) -> RunFolder:
         """Create and lock the folder, check it is writable and holds what `resume` expects."""
+        if not self.writer:
+            return self
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"--out {self.path} is a file, not a folder")
         try:
@@ -106,12 +109,14 @@ class RunFolder:
                 f"{expected['tokens']}, this data has {len(dataset)} {list(dataset.tokens.inputs.shape[1:])}"
             )
         self.kept = (self.checkpoint, saved.step)
-        trim_metrics(self.path / METRICS, saved.step)
+        if self.writer:
+            trim_metrics(self.path / METRICS, saved.step)
 
     def save(self, checkpoint: Checkpoint) -> None:
-        """Write a checkpoint; non-finite weights stop the run instead of being saved."""
+        """Write a checkpoint (a writer); non-finite weights stop the run instead of being saved."""
         try:
-            save_checkpoint(self.checkpoint, checkpoint)
+            if self.writer:
+                save_checkpoint(self.checkpoint, checkpoint)
         except NonFiniteState as error:
             raise self.diverged(
                 f"weights or optimizer state became non-finite at step {checkpoint.step}: {error}"

@@ -6,11 +6,13 @@ The loop knows nothing about masking: it asks the objective for a loss.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
+import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from anymae import distributed
 from anymae.checkpoint import FILENAME, Checkpoint, check_checkpoint, load_checkpoint
 from anymae.config import Config, TrainConfig, check_fits, save_config, validate
 from anymae.data import Dataset, load_dataset
@@ -97,15 +100,15 @@ def batch_order(n: int, batch_size: int, seed: int, start: int) -> Iterator[np.n
 class Progress:
     """A tqdm bar on a terminal; plain lines every `log_every` steps otherwise."""
 
-    def __init__(self, total: int, start: int, log_every: int) -> None:
-        self.tty = sys.stderr.isatty()
+    def __init__(self, total: int, start: int, log_every: int, enabled: bool = True) -> None:
+        self.tty, self.enabled = sys.stderr.isatty(), enabled
         self.total, self.log_every = total, log_every
-        self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, disable=not self.tty)
+        self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, disable=not (self.tty and enabled))
         self.started, self.start_step = time.perf_counter(), start
 
     def update(self, step: int, record: dict | None) -> None:
         self.bar.update(1)
-        if record is None:
+        if record is None or not self.enabled:
             return
         if self.tty:
             self.bar.set_postfix(loss=f"{record['loss']:.4f}", samples_s=f"{record['samples_per_s']:.0f}")
@@ -134,8 +137,10 @@ class Run:
     model: MaskedAutoencoder
     optimizer: torch.optim.AdamW
     strategy: MaskingStrategy
-    generator: torch.Generator  # every mask's randomness
-    batch_size: int
+    generator: torch.Generator  # every mask's randomness (this process's own)
+    batch_size: int  # the global batch, split across processes
+    rank: distributed.Rank = distributed.SINGLE  # one process unless torchrun started several
+    objective: Callable | None = None  # reconstruction of `model`; DDP-wrapped under several processes
     step: int = 0
 
     @property
@@ -151,18 +156,21 @@ class Run:
         t, train_index = self.config.train, self.dataset.splits["train"]
         order = batch_order(len(train_index), self.batch_size, t.seed, self.step * t.accumulate)
         for index in order:
-            yield self.dataset.tokens.batch(train_index[index], self.dataset.spec.discrete).to(self.device)
+            index = train_index[self.rank.share(index)]  # this process's slice of the global batch
+            yield self.dataset.tokens.batch(index, self.dataset.spec.discrete).to(self.device)
 
     def save(self) -> None:
+        masking = self.rank.gather("masking", self.strategy.state_dict())  # every process's (all take part)
         state = Checkpoint(
             self.config,
             self.step,
             self.model.state_dict(),
             self.optimizer.state_dict(),
-            {"mask": self.generator.get_state()},
-            {"masking": self.strategy.state_dict(), "data": data_fingerprint(self.dataset)},
+            self.rank.gather("mask", self.generator.get_state()),
+            {**masking, "data": data_fingerprint(self.dataset)},
         )
         self.folder.save(state)  # refuses non-finite weights: TrainingDiverged naming the checkpoint kept
+        self.rank.barrier()  # rank 0 wrote it before any process goes on
 
 
 def build_run(folder: RunFolder, config: Config, resume: bool = False, dataset: Dataset | None = None) -> Run:
@@ -176,30 +184,35 @@ def build_run(folder: RunFolder, config: Config, resume: bool = False, dataset: 
     run_dir = folder.path
     dataset = dataset or load_dataset(config.data)
     check_fits(config, dataset.spec)
-    device = pick_device(t.device)
+    rank = distributed.setup(pick_device(t.device), t.dist_timeout)
     torch.manual_seed(t.seed)
-    model = MaskedAutoencoder(dataset.spec, config.model).to(device)
+    model = MaskedAutoencoder(dataset.spec, config.model).to(rank.device)
     run = Run(
         config,
         folder,
         dataset,
-        device,
+        rank.device,
         model,
         make_optimizer(model, t),
         build_strategy(config.masking, dataset.spec, config.model),
-        torch.Generator().manual_seed(t.seed),
+        torch.Generator().manual_seed(rank.seed(t.seed)),
         min(t.batch_size, len(dataset.splits["train"])),
+        rank,
     )
+    rank.check_batch(run.batch_size)
     if resume:
         saved = load_checkpoint(run.checkpoint_file)
         check_checkpoint(saved, run.checkpoint_file, run.model, run.optimizer, generators=("mask",))
         folder.resumed(saved, dataset)  # the same data; metric lines after the checkpoint dropped
         run.model.load_state_dict(saved.model)
         run.optimizer.load_state_dict(saved.optimizer)
-        run.generator.set_state(saved.generators["mask"])
-        run.strategy.load_state_dict(saved.extra.get("masking", {}))
+        # a rank the saved run did not have keeps its fresh generator and takes rank 0's strategy state
+        run.generator.set_state(rank.own(saved.generators, "mask", run.generator.get_state()))
+        run.strategy.load_state_dict(rank.own(saved.extra, "masking", saved.extra.get("masking", {})))
         run.step = saved.step
-    save_config(config, run_dir / "config.yaml")
+    if rank.main:
+        save_config(config, run_dir / "config.yaml")
+    run.objective = distributed.wrap(model, reconstruction, rank)
     return run
 
 
@@ -223,23 +236,29 @@ def train_step(
     progress: float,
     clip: float = 0.0,
     autocast: contextlib.AbstractContextManager | None = None,
+    objective: Callable | None = None,
+    rank: distributed.Rank = distributed.SINGLE,
 ) -> StepResult:
     """One optimizer step: mask and reconstruct each batch (gradients accumulated), clip, update.
 
-    On a non-finite loss it stops before that batch's backward pass and makes no update.
+    `objective` is `reconstruction` of `model` (DDP-wrapped under several processes). The loss
+    is the mean over processes; when it is non-finite on any of them, all stop before that
+    batch's backward pass and make no update.
     """
+    objective = objective or functools.partial(reconstruction, model)
     for group in optimizer.param_groups:
         group["lr"] = lr
     total, masks = 0.0, []
     for batch in batches:
         with autocast or contextlib.nullcontext():
-            out = reconstruction(model, batch, strategy, generator, progress=progress)
+            out = objective(batch, strategy, generator, progress=progress)
         masks.append(out.masked)
-        if not torch.isfinite(out.loss):
+        loss = rank.mean(out.loss)
+        if not math.isfinite(loss):
             optimizer.zero_grad(set_to_none=True)
-            return StepResult(out.loss.item(), masks)
+            return StepResult(loss, masks)
         (out.loss / len(batches)).backward()
-        total += out.loss.item() / len(batches)
+        total += loss / len(batches)
     if clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     optimizer.step()
@@ -278,7 +297,8 @@ def pretrain(
     config: Config, run_dir: Path, resume: bool = False, stop_after: int | None = None, dataset: Dataset | None = None
 ) -> RunResult:
     """Pretrain a masked autoencoder; `stop_after` ends early (as an interruption would) for tests."""
-    with RunFolder(run_dir).open(resume) as folder:  # one run at a time in a folder
+    writer = distributed.is_main()  # under torchrun, rank 0 alone locks, prepares and writes the folder
+    with RunFolder(run_dir, writer).open(resume) as folder:  # one run at a time in a folder
         return train(build_run(folder, config, resume, dataset), stop_after)
 
 
@@ -289,17 +309,27 @@ def train(run: Run, stop_after: int | None = None) -> RunResult:
     end = t.steps if stop_after is None else min(t.steps, stop_after)
     batches = run.batches()
     autocast = autocast_for(run.device)
-    progress = Progress(t.steps, run.step, t.log_every)
+    progress = Progress(t.steps, run.step, t.log_every, enabled=run.rank.main)
     diagnostics = MaskDiagnostics(run.dataset, config.masking, run.device)
     window = MetricsWindow(run.batch_size * t.accumulate)
     loss = float("nan")
     run.model.train()
-    with open(run.run_dir / "metrics.jsonl", "a") as metrics:
+    with open(run.run_dir / "metrics.jsonl" if run.rank.main else os.devnull, "a") as metrics:  # rank 0 writes
         while run.step < end:
             lr = learning_rate(run.step, t)
             micro = [next(batches) for _ in range(t.accumulate)]
             result = train_step(
-                run.model, run.optimizer, run.strategy, run.generator, micro, lr, run.step / t.steps, t.clip, autocast
+                run.model,
+                run.optimizer,
+                run.strategy,
+                run.generator,
+                micro,
+                lr,
+                run.step / t.steps,
+                t.clip,
+                autocast,
+                objective=run.objective,
+                rank=run.rank,
             )
             for batch, masked in zip(micro, result.masked):
                 diagnostics.observe(masked, batch.valid)
