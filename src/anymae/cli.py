@@ -41,6 +41,7 @@ RESUMABLE = (
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from anymae import distributed
     from anymae.config import apply_overrides, load_config, set_value, validate
+    from anymae.data import absolute_name
     from anymae.runfolder import check_out
     from anymae.train import pretrain
 
@@ -58,7 +59,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     else:
         config = load_config(args.config, [])
     flags = {
-        "data.name": args.data,
+        "data.name": None if args.data is None else absolute_name(args.data),  # as the run records it
         "masking.strategy": args.strategy,
         "masking.ratio": args.ratio,
         "masking.loss_weighting": args.loss_weighting,

@@ -8,7 +8,7 @@ branches on the modality.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -433,3 +433,22 @@ class SeriesPatches(ModalitySpec):
             inputs[i, :k] = padded.reshape(k, p * ch)
             valid[i, :k] = True
         return TokenArrays(inputs=inputs, valid=valid)
+
+
+def spec_to_dict(spec: ModalitySpec) -> dict:
+    """A spec as JSON-able data (its class and fields), so a checkpoint can rebuild it without the data."""
+    return {"kind": type(spec).__name__, **{f.name: getattr(spec, f.name) for f in fields(spec)}}
+
+
+def spec_from_dict(data: dict) -> ModalitySpec:
+    """The inverse of `spec_to_dict`; lists come back as tuples (specs are frozen)."""
+    kinds, todo = {}, [ModalitySpec]
+    while todo:  # every spec class, subclasses of subclasses included
+        cls = todo.pop()
+        kinds[cls.__name__] = cls
+        todo.extend(cls.__subclasses__())
+    values = dict(data)
+    cls = kinds.get(values.pop("kind", ""))
+    if cls is None or cls is ModalitySpec:
+        raise ValueError(f"unknown modality spec {data.get('kind')!r}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

@@ -24,14 +24,14 @@ from tqdm import tqdm
 from anymae import distributed
 from anymae.checkpoint import FILENAME, Checkpoint, check_checkpoint, load_checkpoint
 from anymae.config import Config, TrainConfig, check_fits, save_config, validate
-from anymae.data import Dataset, load_dataset
+from anymae.data import Dataset, absolute_name, load_dataset
 from anymae.diagnostics import MaskDiagnostics
 from anymae.errors import UserError
 from anymae.masking import MaskingStrategy, build_strategy
 from anymae.model import MaskedAutoencoder
 from anymae.objective import reconstruction
 from anymae.runfolder import RunFolder, data_fingerprint
-from anymae.tokens import TokenBatch
+from anymae.tokens import TokenBatch, spec_to_dict
 
 
 @dataclass
@@ -167,7 +167,7 @@ class Run:
             self.model.state_dict(),
             self.optimizer.state_dict(),
             self.rank.gather("mask", self.generator.get_state()),
-            {**masking, "data": data_fingerprint(self.dataset)},
+            {**masking, "data": data_fingerprint(self.dataset), "spec": spec_to_dict(self.dataset.spec)},
         )
         self.folder.save(state)  # refuses non-finite weights: TrainingDiverged naming the checkpoint kept
         self.rank.barrier()  # rank 0 wrote it before any process goes on
@@ -210,6 +210,7 @@ def build_run(folder: RunFolder, config: Config, resume: bool = False, dataset: 
         run.generator.set_state(rank.own(saved.generators, "mask", run.generator.get_state()))
         run.strategy.load_state_dict(rank.own(saved.extra, "masking", saved.extra.get("masking", {})))
         run.step = saved.step
+    config.data.name = absolute_name(config.data.name)  # a run used from another folder still finds its data
     if rank.main:
         save_config(config, run_dir / "config.yaml")
     run.objective = distributed.wrap(model, reconstruction, rank)

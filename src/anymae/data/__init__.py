@@ -27,4 +27,9 @@ def load_dataset(config: DataConfig) -> Dataset:
     )
 
 
-__all__ = ["BUILTINS", "Dataset", "load_dataset", "random_splits"]
+def absolute_name(name: str) -> str:
+    """A path made absolute (so a run works from any folder); built-in names and unknown names as given."""
+    return name if name in BUILTINS or not Path(name).exists() else str(Path(name).resolve())
+
+
+__all__ = ["BUILTINS", "Dataset", "absolute_name", "load_dataset", "random_splits"]
