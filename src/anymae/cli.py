@@ -195,12 +195,12 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from anymae.checkpoint import load_checkpoint
+    from anymae.checkpoint import checkpoint_path, load_checkpoint
     from anymae.config import validate
     from anymae.evaluate import embed
     from anymae.masking import build_strategy
     from anymae.runfolder import check_out
-    from anymae.show import format_summary, show
+    from anymae.show import describe, format_summary, show, show_curves
     from anymae.train import load_model
 
     check_out(args.out)
@@ -208,6 +208,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         raise UserError(f"--samples must be at least 1, got {args.samples}")
     saved = load_checkpoint(args.checkpoint)
     config = saved.config
+    trained = config.masking.strategy
     own = not args.strategy or args.strategy == config.masking.strategy
     if args.strategy:
         config.masking.strategy = args.strategy
@@ -219,10 +220,20 @@ def cmd_show(args: argparse.Namespace) -> int:
     if own:  # the run's own strategy masks as at the end of training (e.g. its running position means)
         strategy.load_state_dict(saved.extra.get("masking", {}))
     out = Path(args.out)
-    summary = show(model, dataset, strategy, out, samples=args.samples)
+    ratio = config.masking.ratio or f"fixed:{dataset.spec.default_ratio}"
+    caption = describe(config.masking.strategy, ratio, saved.step)
+    summary = show(model, dataset, strategy, out, samples=args.samples, caption=caption)
     summary["strategy"] = config.masking.strategy
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"wrote {out} and {out.with_suffix('.json')}")
+    wrote = f"wrote {out} and {out.with_suffix('.json')}"
+    metrics = checkpoint_path(args.checkpoint).parent / "metrics.jsonl"
+    if metrics.exists():
+        curves = out.with_name(f"{out.stem}-curves.png")
+        show_curves(metrics, curves, caption=describe(trained, ratio, saved.step))
+        wrote += f", and the training curves in {curves}"
+    else:
+        wrote += f" (no {metrics.name} beside the checkpoint, so no training curves)"
+    print(wrote)
     print(format_summary(summary))
     return 0
 
@@ -336,10 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "show",
         help="picture of what the model masks and how it reconstructs",
-        description="Draw masks and reconstructions of test samples (image grid, character strips, or a "
-        "per-token masking-frequency heat map) and summarise the masks over up to 2,000 test samples: "
-        "per-position frequency and contiguity, beside random masks with the same counts. "
-        "Writes OUT (PNG) and OUT with .json.",
+        description="Draw masks and reconstructions of test samples beside the truth (images: input, mask, "
+        "reconstruction; sequences: letters with the predicted ones; tables: each feature's value; series and "
+        "sets: each sample's curve) and summarise the masks over up to 2,000 test samples: per-position "
+        "frequency and contiguity, beside random masks with the same counts. Also plots the run's training "
+        "curves from metrics.jsonl. Writes OUT (PNG), OUT with .json, and OUT-curves.png.",
     )
     p.add_argument("--checkpoint", required=True, type=Path, help="run folder (or checkpoint file)")
     p.add_argument("--data", help="dataset (default: the run's pretraining data)")
