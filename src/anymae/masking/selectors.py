@@ -1,4 +1,4 @@
-"""Selectors: which tokens to hide (methods.md section 2). Each returns `masked` (B, N) bool.
+"""Selectors: which tokens to hide (docs/methods.md section 2). Each returns `masked` (B, N) bool.
 
 All are batched (no loop over samples), exact (m_b tokens per sample), never mask padding,
 and draw randomness only from the generator they are given.
@@ -81,10 +81,10 @@ def self_guided_mask(
     sigma: float = 0.0,
     debias: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """SMA (methods.md 2.3) from the guide layer's logits `scores` (B, H, Nq, N).
+    """SMA (docs/methods.md 2.3) from the guide layer's logits `scores` (B, H, Nq, N).
 
     Queries are the tokens themselves when Nq == N (self mode) or learned latents otherwise.
-    `debias` (ours, methods.md 3.5), if given, maps the summed token scores (B, N) before the
+    `debias` (ours, docs/methods.md 2.3), if given, maps the summed token scores (B, N) before the
     top-k: `SelfGuidedSelector` subtracts each position's running-mean score there.
     """
     b, heads, n_queries, n = scores.shape
@@ -141,7 +141,7 @@ def normalized_cut(features: torch.Tensor, valid: torch.Tensor, tau: float = 0.2
 
 
 def informed_scores(features: torch.Tensor, valid: torch.Tensor, cut: torch.Tensor, rank: str) -> torch.Tensor:
-    """Scores for the informed mask (methods.md 2.4 step 4), higher = masked first.
+    """Scores for the informed mask (docs/methods.md 2.4 step 4), higher = masked first.
 
     `main`: cosine similarity to the main group's mean feature (hides the main group as a whole);
     `ambiguous`: minus the best similarity to either group's mean (hides tokens between groups).

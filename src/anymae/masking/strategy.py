@@ -1,4 +1,4 @@
-"""A masking strategy = ratio sampler + selector + loss weighting (methods.md section 0).
+"""A masking strategy = ratio sampler + selector + loss weighting (docs/methods.md section 0).
 
 Any ratio sampler composes with any selector and any weighting. Selectors and weightings
 that need the model's own view of the batch share one no-grad full pass per step.
@@ -155,7 +155,7 @@ class BlockSelector(Selector):
 class SelfGuidedSelector(Selector):
     """SMA: the guide layer calls this with its logits, in the same forward pass.
 
-    `guide_scores="content"` (ours, methods.md 3.5) selects from logits of the guide layer's
+    `guide_scores="content"` (ours, docs/methods.md 2.3) selects from logits of the guide layer's
     own q and k applied to the content embeddings without positions, so masks cannot simply
     follow the position embeddings; the layer itself still attends with its full logits.
 
