@@ -149,3 +149,24 @@ def test_every_spec_survives_the_checkpoint_metadata(name):
     spec = SPECS[name]
     again = spec_from_dict(json.loads(json.dumps(spec_to_dict(spec))))
     assert again == spec and type(again) is type(spec)
+
+
+def test_series_from_a_ts_file_and_from_arrays_agree(tmp_path):
+    from anymae.data.records import BadRecords
+    from anymae.data.series import read_ts
+
+    path = ROOT / "tests" / "data" / "ItalyPowerDemand_head.ts"
+    encoder = anymae.pretrain(path, tmp_path / "run", {**SMALL, "train.steps": 2, "train.batch_size": 8})
+    series, _, _ = read_ts(path, BadRecords(path))
+    from_file = encoder.embed(path)
+    assert from_file.shape == (len(series), 32)
+    assert np.allclose(encoder.embed(np.stack([s[:, 0] for s in series])), from_file, atol=1e-6)
+    assert np.allclose(encoder.embed(series[:3]), from_file[:3], atol=1e-6)
+
+
+def test_images_as_uint8_or_floats_give_the_same_features(tmp_path):
+    encoder = anymae.pretrain("digits", tmp_path / "run", {**SMALL, "train.steps": 1})
+    pixels = np.random.default_rng(0).integers(0, 256, size=(5, 8, 8), dtype=np.uint8)
+    assert np.allclose(encoder.embed(pixels), encoder.embed(pixels / 255.0), atol=1e-6)
+    with pytest.raises(UserError, match="expected images of 8x8x1"):
+        encoder.embed(np.zeros((2, 9, 9)))

@@ -215,42 +215,48 @@ def draw_features(axes, dataset: Dataset, index: np.ndarray, result: dict) -> li
 
 
 def draw_curves(axes, dataset: Dataset, index: np.ndarray, result: dict, normalised: bool) -> list:
-    """Series (and sets): each sample's values token after token; masked tokens shaded, their
-    reconstruction drawn over the truth."""
+    """Series: each sample's curve; sets: each element's values side by side (points, elements in
+    their stored order). Masked tokens shaded, their reconstruction drawn over the truth."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     spec = dataset.spec
+    series = isinstance(spec, SeriesPatches)
     values, valid, masked = dataset.tokens.inputs[index], dataset.tokens.valid[index], result["masked"]
     prediction = denormalise(result["prediction"], values, normalised)
-    steps = getattr(spec, "patch", spec.channels)  # values per token along the x axis
+    steps = spec.patch if series else spec.channels  # values per token along the x axis
     channels = spec.channels // steps
+    truth_style = {"color": TRUTH_COLOUR, "lw": 1.1} if series else {"color": TRUTH_COLOUR, "ls": "none", "marker": "o"}
+    guess_style = {"color": RECONSTRUCTION_COLOUR, "lw": 1.4}
+    if not series:
+        guess_style.update(ls="none", marker="x", mew=1.5)
     for row, ax in enumerate(axes):
         n = int(valid[row].sum())
-        truth = values[row, :n].reshape(n * steps, channels)
-        x = np.arange(n * steps)
         for token in np.flatnonzero(masked[row, :n]):
             ax.axvspan(token * steps - 0.5, (token + 1) * steps - 0.5, color=MASK_COLOUR, alpha=0.18, lw=0)
-        ax.plot(x, truth, color=TRUTH_COLOUR, lw=1.1)
+        if not series:  # element boundaries
+            for token in range(1, n):
+                ax.axvline(token * steps - 0.5, color="0.85", lw=0.5, zorder=0)
+        ax.plot(np.arange(n * steps), values[row, :n].reshape(n * steps, channels), ms=3, **truth_style)
         guess = prediction[row, :n].reshape(n, steps, channels)
         for token in np.flatnonzero(masked[row, :n]):
-            span = np.arange(token * steps, (token + 1) * steps)
-            ax.plot(span, guess[token], color=RECONSTRUCTION_COLOUR, lw=1.4)
+            ax.plot(np.arange(token * steps, (token + 1) * steps), guess[token], ms=4, **guess_style)
         ax.set_xlim(-0.5, max(int(valid.sum(1).max()) * steps - 0.5, 0.5))
         ax.tick_params(labelsize=6)
         ax.set_ylabel(f"sample {row + 1}", fontsize=7)
-    unit = "step" if isinstance(spec, SeriesPatches) else "element x value"
+    unit = "step" if series else "element x value"
     axes[-1].set_xlabel(f"{unit} ({steps} per token)", fontsize=7)
     how = (
         "; the model predicts each token's shape (normalised targets), drawn with the true token's mean and spread"
         if normalised
         else ""
     )
+    what = "values (z-normalised)" if series else "standardised values of each element"
+    axes[0].set_title(what + how, fontsize=8)
     shape = " (its shape)" if normalised else ""
-    axes[0].set_title(f"values{' (z-normalised)' if isinstance(spec, SeriesPatches) else ''}{how}", fontsize=8)
     return [
-        Line2D([], [], color=TRUTH_COLOUR, lw=1.1, label="truth"),
-        Line2D([], [], color=RECONSTRUCTION_COLOUR, lw=1.4, label="reconstruction of masked tokens" + shape),
+        Line2D([], [], label="truth", **truth_style),
+        Line2D([], [], label="reconstruction of masked tokens" + shape, **guess_style),
         Patch(color=MASK_COLOUR, alpha=0.18, label="masked token"),
     ]
 
