@@ -133,6 +133,8 @@ def test_a_relative_data_path_is_recorded_as_absolute_and_works_from_another_fol
     assert main(["pretrain", "--data", "lines.txt", "--steps", "2", "--out", "run", *TINY]) == 0
     recorded = yaml.safe_load(Path("run/config.yaml").read_text())["data"]["name"]
     assert recorded == str(tmp_path / "a" / "lines.txt")
+    resume = ["pretrain", "--data", "lines.txt", "--steps", "3", "--out", "run", "--resume", *TINY]
+    assert main(resume) == 0  # the same relative path is the same data
     monkeypatch.chdir(tmp_path / "b")
     assert main(["embed", "--checkpoint", str(tmp_path / "a" / "run"), "--out", "f.npy"]) == 0
     assert np.load("f.npy").shape == (40, 32)
