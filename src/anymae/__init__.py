@@ -17,7 +17,7 @@ _EXPORTS = {
     "Encoder": "anymae.api",
     "Config": "anymae.config",
     "Dataset": "anymae.data.dataset",
-    "BUILTINS": "anymae.data.builtin",
+    "BUILTINS": "anymae.data",
     "UserError": "anymae.errors",
 }
 __all__ = sorted(_EXPORTS)
