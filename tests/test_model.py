@@ -74,9 +74,8 @@ def test_loss_counts_masked_valid_tokens_only():
 def test_reconstruction_loss_equals_the_mean_over_masked_valid_tokens(discrete):
     model = tiny_model(discrete=discrete)
     batch = id_batch() if discrete else value_batch()
-    out = reconstruction(
-        model, batch, MaskingStrategy(FixedRatio(0.5), RandomSelector()), torch.Generator().manual_seed(0)
-    )
+    strategy = MaskingStrategy(FixedRatio(0.5), RandomSelector())
+    out = reconstruction(model, batch, strategy, torch.Generator().manual_seed(0), everywhere=True)
     assert not (out.masked & ~batch.valid).any()
     per_token = token_losses(out.prediction, out.target)
     expected = per_token[out.masked].mean()
@@ -85,6 +84,13 @@ def test_reconstruction_loss_equals_the_mean_over_masked_valid_tokens(discrete):
     prediction = out.prediction.detach().clone()
     prediction[~out.masked] += 5.0
     assert token_losses(prediction, out.target)[out.masked].mean().item() == pytest.approx(expected.item(), rel=1e-5)
+    # the training pass decodes only the masked valid tokens: same predictions there, same loss
+    fast = reconstruction(model, batch, strategy, torch.Generator().manual_seed(0))
+    assert torch.equal(fast.masked, out.masked)
+    assert fast.prediction.shape[0] == int(out.masked.sum())
+    assert torch.allclose(fast.prediction, out.prediction[out.masked], atol=1e-5)
+    assert fast.loss.item() == pytest.approx(out.loss.item(), rel=1e-5)
+    assert torch.allclose(fast.token_loss, out.token_loss, atol=1e-5)
 
 
 @pytest.mark.parametrize("discrete", [False, True])

@@ -284,8 +284,8 @@ def test_bad_masking_settings_are_clear_errors(config, message):
 def test_informed_and_attention_guided_share_one_full_pass(monkeypatch):
     model = tiny_model().eval()
     calls = []
-    original = model.inspect
-    monkeypatch.setattr(model, "inspect", lambda batch, *args: calls.append(args) or original(batch, *args))
+    original = model.full_pass
+    monkeypatch.setattr(model, "full_pass", lambda batch, *args: calls.append(args) or original(batch, *args))
     strategy = build_strategy(CONFIGS["informed+attg-cut"], model.spec)
     plan = strategy.plan(model, value_batch(), torch.Generator().manual_seed(0), progress=0.5)
     assert len(calls) == 1 and plan.masked is not None and plan.weights is not None
@@ -385,8 +385,8 @@ def test_informed_can_cut_the_features_of_an_earlier_layer(layer):
     config = MaskingConfig(strategy="informed", start=0.0, cut_layer=layer)
     strategy = build_strategy(config, model.spec, model.config)
     context = strategy.context(model, batch, torch.Generator().manual_seed(0), 0.5)
-    features = context.inspection.features
-    full = model.inspect(batch, with_received=False, layer=0).features
+    features = context.full_pass.features
+    full = model.full_pass(batch, with_received=False, layer=0).features
     assert torch.allclose(features, full, atol=1e-5) == (layer == 3)
     masked = strategy.plan(model, batch, torch.Generator().manual_seed(0), 0.5).masked
     assert masked.sum(1).tolist() == context.counts.tolist()
@@ -403,6 +403,6 @@ def test_cut_layer_beyond_the_encoder_is_a_clear_error():
 def test_received_attention_is_a_distribution_over_valid_tokens():
     model = tiny_model().eval()
     batch = value_batch()
-    received = model.inspect(batch).received
+    received = model.full_pass(batch).received
     assert torch.allclose(received.sum(1), torch.ones(len(LENGTHS)), atol=1e-5)
     assert (received[~batch.valid] == 0).all()

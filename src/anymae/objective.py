@@ -46,10 +46,10 @@ class Reconstruction:
     """One masked-reconstruction pass: the loss, and per token (B, N) what it was made of."""
 
     loss: torch.Tensor  # scalar, with gradients
-    prediction: torch.Tensor  # logits (B, N, V) or values (B, N, C)
+    prediction: torch.Tensor  # logits or values at the masked valid tokens (K, V | C); (B, N, V | C) everywhere
     target: torch.Tensor  # ids (B, N) or values (B, N, C)
     masked: torch.Tensor  # (B, N) bool: the tokens hidden (never padding)
-    token_loss: torch.Tensor  # (B, N) per-token loss, detached
+    token_loss: torch.Tensor  # (B, N) per-token loss (0 off the masked valid tokens), detached
     weights: torch.Tensor | None = None  # (B, N) loss weights of a weighting; None = uniform
 
 
@@ -60,8 +60,14 @@ def reconstruction(
     generator: torch.Generator | None = None,
     progress: float = 0.0,
     masked: torch.Tensor | None = None,
+    everywhere: bool = False,
 ) -> Reconstruction:
-    """Mask (the strategy's choice, or the given `masked` with uniform weights), encode, decode, and the loss."""
+    """Mask (the strategy's choice, or the given `masked` with uniform weights), encode, decode, and the loss.
+
+    The decoder predicts only the masked valid tokens, all the loss reads: `prediction` is then
+    (K, V | C) in the order of `tensor[masked]`, and `token_loss` is zero elsewhere. With
+    `everywhere` (pictures) it predicts every position: `prediction` (B, N, V | C).
+    """
     if masked is not None:
         plan = MaskPlan(masked=masked & batch.valid)
     elif strategy is None or generator is None:
@@ -69,9 +75,14 @@ def reconstruction(
     else:
         plan = strategy.plan(model, batch, generator, progress)
     encoded = model.encode(batch, masked=plan.masked, select=plan.select)
-    prediction = model.decode(encoded, batch.valid.shape[1])
     target = targets(model, batch)
     hidden = encoded.masked & batch.valid
-    losses = token_losses(prediction, target)
+    if everywhere:
+        prediction = model.decode(encoded, batch.valid.shape[1])
+        losses = token_losses(prediction, target) * hidden
+    else:
+        prediction = model.decode(encoded, batch.valid.shape[1], positions=hidden)
+        read = token_losses(prediction[None], target[hidden][None])[0]
+        losses = torch.zeros(hidden.shape, dtype=read.dtype, device=read.device).masked_scatter(hidden, read)
     loss = masked_mean(losses, hidden, plan.weights, plan.normalise_by_weights)
     return Reconstruction(loss, prediction, target, hidden, losses.detach(), plan.weights)

@@ -35,7 +35,7 @@ def masks_for(
     for start in range(0, len(index), 256):
         batch = dataset.tokens.batch(index[start : start + 256], dataset.spec.discrete)
         with torch.no_grad():
-            out = reconstruction(model, batch, strategy, generator, progress=1.0)
+            out = reconstruction(model, batch, strategy, generator, progress=1.0, everywhere=True)
             random = random_mask(batch.valid, out.masked.sum(1), generator)
             prediction = model.decode(model.encode(batch, masked=random), batch.valid.shape[1])
             random_loss = token_losses(prediction, targets(model, batch))

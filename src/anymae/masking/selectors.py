@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
+
+from anymae.model.attention import kept_index
 
 
 def mask_top(scores: torch.Tensor, valid: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -70,8 +74,33 @@ def block_mask(
     return mask_top(block_score.gather(1, block), valid, counts)
 
 
+class Logits(Protocol):
+    """Attention logits read row by row: `shape` (B, H, Nq, N) and `rows(index)` -> (B, H, C, N)
+    for the query rows `index` (B, C). The guide layer computes only the rows asked for."""
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]: ...
+
+    def rows(self, index: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class FullLogits:
+    """Logits already computed in full (B, H, Nq, N), read row by row."""
+
+    scores: torch.Tensor
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return tuple(self.scores.shape)
+
+    def rows(self, index: torch.Tensor) -> torch.Tensor:
+        b, h, _, n = self.scores.shape
+        return self.scores.gather(2, index[:, None, :, None].expand(b, h, -1, n))
+
+
 def self_guided_mask(
-    scores: torch.Tensor,
+    scores: torch.Tensor | Logits,
     valid: torch.Tensor,
     counts: torch.Tensor,
     generator: torch.Generator,
@@ -80,26 +109,40 @@ def self_guided_mask(
     mask_self: bool = True,
     sigma: float = 0.0,
     debias: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    chunk: int = 2**24,
 ) -> torch.Tensor:
-    """SMA (docs/methods.md 2.3) from the guide layer's logits `scores` (B, H, Nq, N).
+    """SMA (docs/methods.md 2.3) from the guide layer's logits `scores` (B, H, Nq, N), full or row by row.
 
     Queries are the tokens themselves when Nq == N (self mode) or learned latents otherwise.
+    The query rows are drawn first and only their logits are read, softmaxed and summed, in
+    chunks of about `chunk` elements, so no (B, H, N, N) tensor is ever formed.
     `debias` (ours, docs/methods.md 2.3), if given, maps the summed token scores (B, N) before the
     top-k: `SelfGuidedSelector` subtracts each position's running-mean score there.
     """
-    b, heads, n_queries, n = scores.shape
+    logits = FullLogits(scores) if isinstance(scores, torch.Tensor) else scores
+    b, heads, n_queries, n = logits.shape
     device = valid.device
-    attention = scores.detach().float().softmax(dim=-1).nan_to_num(0.0)
-    if aggregation == "mean":
-        attention = attention.mean(dim=1)
-    else:  # random_mix: one head per (sample, query) row
-        head = torch.randint(heads, (b, 1, n_queries, 1), generator=generator, device=generator.device).to(device)
-        attention = attention.gather(1, head.expand(-1, -1, -1, n)).squeeze(1)
+    head = None
+    if aggregation != "mean":  # random_mix: one head per (sample, query) row
+        head = torch.randint(heads, (b, n_queries), generator=generator, device=generator.device).to(device)
     tokens_are_queries = n_queries == n
     query_valid = valid if tokens_are_queries else torch.ones(b, n_queries, dtype=torch.bool, device=device)
     n_chosen = torch.minimum(torch.round(counts / per_query).long().clamp(min=1), query_valid.sum(1))
     chosen = mask_top(uniform_noise((b, n_queries), generator, device), query_valid, n_chosen)
-    token_score = (attention * chosen[..., None]).sum(dim=1)  # sum of the chosen rows
+    index, real = kept_index(chosen)  # the chosen rows (B, C), in order
+    token_score = torch.zeros(b, n, device=device)
+    step = max(1, chunk // max(1, b * heads * n))
+    for start in range(0, index.shape[1], step):
+        rows = index[:, start : start + step]
+        attention = logits.rows(rows).detach().float().softmax(dim=-1).nan_to_num(0.0)  # (B, H, c, N)
+        if head is None:
+            attention = attention.mean(dim=1)
+        else:
+            pick = head.gather(1, rows)[:, None, :, None].expand(-1, -1, -1, n)
+            attention = attention.gather(1, pick).squeeze(1)
+        if real is not None:
+            attention = attention * real[:, start : start + step, None]
+        token_score += attention.sum(dim=1)  # the sum of the chosen rows
     if debias is not None:
         token_score = debias(token_score)
     if mask_self and tokens_are_queries:
@@ -120,21 +163,35 @@ def cosine_sigma(progress: float, schedule: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress / schedule))
 
 
-def normalized_cut(features: torch.Tensor, valid: torch.Tensor, tau: float = 0.2, eps: float = 1e-5) -> torch.Tensor:
+def normalized_cut(
+    features: torch.Tensor, valid: torch.Tensor, tau: float = 0.2, eps: float = 1e-5, squarings: int = 7
+) -> torch.Tensor:
     """TokenCut's bi-partition, batched: the generalised eigenvector y (B, N) of the
     second-smallest eigenvalue of (D - W) y = λ D y, signed so that the main group (the side
-    holding argmax |y|) is positive. Padding gets y = 0 and never affects the valid tokens."""
+    holding argmax |y|) is positive. Padding gets y = 0 and never affects the valid tokens.
+
+    Only that one vector is needed, so no full eigendecomposition: with A = D^-1/2 W D^-1/2, the
+    vector is D^-1/2 x for x the top eigenvector of M = (I + A) / 2 - u u^T (PSD, its top vector
+    u = sqrt(d) / |sqrt(d)| removed). Power iterations on M, sped up by `squarings` repeated
+    squarings (M^(2^s), rescaled each time; batched matrix products), then two products with a
+    column of it: about 2^(s+2) power steps for s + 2 products.
+    """
     z = F.normalize(features.float(), dim=-1)
     similarity = z @ z.transpose(1, 2)
     pair_valid = valid[:, :, None] & valid[:, None, :]
     w = torch.where(similarity < tau, torch.full_like(similarity, eps), similarity) * pair_valid
     degree = w.sum(dim=-1).clamp(min=eps)
     inv_sqrt = degree.rsqrt() * valid
-    laplacian = torch.eye(w.shape[-1], device=w.device) - inv_sqrt[:, :, None] * w * inv_sqrt[:, None, :]
-    # padding: decoupled, with eigenvalue 3 (above the valid spectrum, which lies in [0, 2])
-    laplacian = laplacian * pair_valid + torch.diag_embed((~valid).float() * 3.0)
-    _, vectors = torch.linalg.eigh(laplacian.double())
-    y = (vectors[..., 1].float() * inv_sqrt).masked_fill(~valid, 0.0)
+    u = F.normalize(degree.sqrt() * valid, dim=-1)
+    m = 0.5 * (inv_sqrt[:, :, None] * w * inv_sqrt[:, None, :] + torch.diag_embed(valid.float()))
+    power = m - u[:, :, None] * u[:, None, :]  # padding rows and columns stay 0
+    for _ in range(squarings):
+        power = power @ power
+        power = power / power.abs().amax(dim=(1, 2), keepdim=True).clamp(min=1e-30)
+    x = power.gather(2, power.norm(dim=1).argmax(dim=1)[:, None, None].expand(-1, power.shape[1], 1))
+    for _ in range(2):
+        x = F.normalize(power @ x, dim=1)
+    y = (x[..., 0] * inv_sqrt).masked_fill(~valid, 0.0)
     peak = y.abs().argmax(dim=1, keepdim=True)
     y = (y - y.sum(1, keepdim=True) / valid.sum(1, keepdim=True).clamp(min=1)) * valid  # split at mean(y)
     return y * torch.sign(y.gather(1, peak))

@@ -33,8 +33,8 @@ from anymae.masking.selectors import (
     span_mask,
     with_hints,
 )
-from anymae.model.attention import GuideSelect
-from anymae.model.mae import Inspection, MaskedAutoencoder
+from anymae.model.attention import GuideLogits, GuideSelect
+from anymae.model.mae import FullPass, MaskedAutoencoder
 from anymae.tokens import ModalitySpec, TokenBatch
 
 
@@ -59,22 +59,22 @@ class MaskContext:
     counts: torch.Tensor
     needs_received: bool = True  # whether the full pass must also map the attention each token receives
     layer: int = 0  # encoder layer whose token features the full pass returns (0 = the last)
-    _inspection: Inspection | None = field(default=None, repr=False)
+    _full_pass: FullPass | None = field(default=None, repr=False)
     _cut: torch.Tensor | None = field(default=None, repr=False)
 
     @property
-    def inspection(self) -> Inspection:
-        if self._inspection is None:
+    def full_pass(self) -> FullPass:
+        if self._full_pass is None:
             was_training = self.model.training
             self.model.eval()
-            self._inspection = self.model.inspect(self.batch, self.needs_received, self.layer)
+            self._full_pass = self.model.full_pass(self.batch, self.needs_received, self.layer)
             self.model.train(was_training)
-        return self._inspection
+        return self._full_pass
 
     def cut(self, tau: float) -> torch.Tensor:
         """The normalized-cut vector y (B, N) of the model's own token features (main group > 0)."""
         if self._cut is None:
-            features = self.inspection.features
+            features = self.full_pass.features
             if features is None:
                 raise UserError("normalized-cut masks and maps need per-token features: use model.mode=self")
             self._cut = normalized_cut(features, self.batch.valid, tau)
@@ -201,13 +201,13 @@ class SelfGuidedSelector(Selector):
         sigma = cosine_sigma(context.progress, self.schedule) if self.curriculum else 0.0
         model, batch, counts, generator = context.model, context.batch, context.counts, context.generator
 
-        def select(scores: torch.Tensor) -> torch.Tensor:
+        def select(logits: GuideLogits) -> torch.Tensor:
             if self.guide_scores == "content":
                 content = model.embed_tokens(batch, with_position=False)
-                queries = content if model.latents is None else model.latents.expand(len(content), -1, -1)
-                scores, _ = model.guide.logits(queries, content, batch.valid)
+                latents = None if model.latents is None else model.latents.expand(len(content), -1, -1)
+                logits = model.guide.guide_logits(content, batch.valid, latents)
             return self_guided_mask(
-                scores.detach(),
+                logits,
                 batch.valid,
                 counts,
                 generator,
@@ -246,7 +246,7 @@ class InformedSelector(Selector):
         valid = context.batch.valid
         if context.progress < self.start:
             return MaskPlan(masked=random_mask(valid, context.counts, context.generator))
-        scores = informed_scores(context.inspection.features, valid, context.cut(self.cut_tau), self.rank)
+        scores = informed_scores(context.full_pass.features, valid, context.cut(self.cut_tau), self.rank)
         masked = mask_top(scores, valid, context.counts)
         return MaskPlan(masked=with_hints(masked, valid, self.hint, context.generator))
 
@@ -269,7 +269,7 @@ class AttentionGuidedWeighting:
         if self.source == "cut":
             return context.cut(self.cut_tau)
         if self.source == "attention":
-            return context.inspection.received
+            return context.full_pass.received
         if context.batch.importance is None:
             raise UserError("masking.map_source=given needs a per-token map with the data: set data.importance")
         return context.batch.importance

@@ -1,15 +1,13 @@
-"""Attention blocks: the guide layer (explicit logits a selector can read) and SDPA blocks."""
+"""Attention blocks: the guide layer (the first encoder layer, where masking happens) and SDPA blocks."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-# A selector the guide layer calls with its detached logits (B, H, Nq, N) -> masked (B, N).
-GuideSelect = Callable[[torch.Tensor], torch.Tensor]
 
 
 class MLP(nn.Sequential):
@@ -28,12 +26,62 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(b, n, h * dh)
 
 
-class GuideLayer(nn.Module):
-    """First encoder layer: pre-LN attention with explicit logits S over all input tokens.
+def keep_visible(x: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Gather the kept rows of each sample to the front, in order, padded to the largest kept count.
 
-    Queries are the tokens themselves (self mode) or learned latents (latent mode). Padding keys
-    get -inf. The mask (given, or chosen by `select` from S in this same pass) sets -inf at
-    masked keys for every query and head, so masked content never reaches any output.
+    Returns the rows and their validity (None when no sample needs padding). Padding rows hold
+    zeros, never a dropped row.
+    """
+    index, kept = kept_index(keep)
+    x = x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))
+    return (x, None) if kept is None else (x * kept[..., None].to(x.dtype), kept)
+
+
+def kept_index(keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Positions (B, K) of the kept entries of each sample, in order, and which of them are real
+    (None when every sample keeps K)."""
+    n_keep = keep.sum(dim=1)
+    width, least = torch.stack([n_keep.max(), n_keep.min()]).tolist()  # one host sync: the padded width
+    index = (~keep).to(torch.int8).argsort(dim=1, stable=True)[:, :width]
+    return (index, None) if least == width else (index, keep.gather(1, index))
+
+
+@dataclass
+class GuideLogits:
+    """The guide layer's logits, computed on request for chosen query rows only (never B, H, N, N).
+
+    `shape` is that of the full logits (B, H, Nq, N); `rows(index)` gives logits (B, H, C, N) for the
+    query rows `index` (B, C), padding keys at -inf. A selector reads these under no_grad.
+    """
+
+    layer: GuideLayer
+    queries: torch.Tensor  # (B, Nq, D): the tokens (self mode) or the latents
+    keys: torch.Tensor  # (B, H, N, dh)
+    valid: torch.Tensor  # (B, N)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        b, h, n, _ = self.keys.shape
+        return b, h, self.queries.shape[1], n
+
+    def rows(self, index: torch.Tensor) -> torch.Tensor:
+        queries = self.queries.gather(1, index[..., None].expand(-1, -1, self.queries.shape[-1]))
+        q = split_heads(self.layer.q(self.layer.norm_q(queries)), self.layer.heads)
+        scores = (q @ self.keys.transpose(-2, -1)) * q.shape[-1] ** -0.5
+        return scores.masked_fill(~self.valid[:, None, None, :], float("-inf"))
+
+
+# A selector the guide layer calls with its logits (computed on request) -> masked (B, N).
+GuideSelect = Callable[[GuideLogits], torch.Tensor]
+
+
+class GuideLayer(nn.Module):
+    """First encoder layer: pre-LN attention whose logits over all input tokens a selector can read.
+
+    Queries are the tokens themselves (self mode) or learned latents (latent mode). The mask (given,
+    or chosen by `select` from the logits in this same pass) removes masked tokens from the keys
+    and values of every query, so masked content never reaches any output. Only the rows whose
+    output is used are computed: the visible tokens (self mode) or the latents.
     """
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
@@ -47,33 +95,44 @@ class GuideLayer(nn.Module):
         self.norm_mlp = nn.LayerNorm(dim)
         self.mlp = MLP(dim, mlp_ratio)
 
-    def logits(
-        self, queries: torch.Tensor, tokens: torch.Tensor, valid: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Attention logits S (B, H, Nq, N), padding keys at -inf, and the values (B, H, N, dh)."""
-        q = split_heads(self.q(self.norm_q(queries)), self.heads)
-        k, v = self.kv(self.norm_kv(tokens)).chunk(2, dim=-1)
-        k, v = split_heads(k, self.heads), split_heads(v, self.heads)
-        scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
-        return scores.masked_fill(~valid[:, None, None, :], float("-inf")), v
+    @torch.no_grad()
+    def guide_logits(self, tokens: torch.Tensor, valid: torch.Tensor, latents: torch.Tensor | None) -> GuideLogits:
+        """The logits a selector reads: keys over all tokens, queries computed per chosen row."""
+        dim = tokens.shape[-1]
+        keys = split_heads(F.linear(self.norm_kv(tokens), self.kv.weight[:dim], self.kv.bias[:dim]), self.heads)
+        return GuideLogits(self, tokens if latents is None else latents, keys, valid)
+
+    @torch.no_grad()
+    def probabilities(self, queries: torch.Tensor, tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Explicit attention probabilities (B, H, Nq, N) over the valid tokens (diagnostics only)."""
+        logits = self.guide_logits(tokens, valid, queries)
+        return logits.rows(torch.arange(queries.shape[1], device=queries.device).expand(len(queries), -1)).softmax(-1)
 
     def forward(
         self,
-        queries: torch.Tensor,
         tokens: torch.Tensor,
         valid: torch.Tensor,
+        latents: torch.Tensor | None = None,
         masked: torch.Tensor | None = None,
         select: GuideSelect | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (outputs for the queries, the mask used, the attention probabilities)."""
-        scores, v = self.logits(queries, tokens, valid)
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Returns (outputs, their validity or None when all are real, the mask used).
+
+        Self mode: the outputs are the visible tokens gathered to the front (`keep_visible`);
+        latent mode: the latents.
+        """
         if select is not None:
-            masked = select(scores.detach())
+            with torch.no_grad():
+                masked = select(self.guide_logits(tokens, valid, latents))
         if masked is None:
             masked = torch.zeros_like(valid)
-        attention = scores.masked_fill(masked[:, None, None, :], float("-inf")).softmax(dim=-1)
-        x = queries + self.proj(merge_heads(attention @ v))
-        return x + self.mlp(self.norm_mlp(x)), masked, attention
+        visible, visible_valid = keep_visible(tokens, valid & ~masked)
+        queries, query_valid = (visible, visible_valid) if latents is None else (latents, None)
+        q = split_heads(self.q(self.norm_q(queries)), self.heads)
+        k, v = (split_heads(t, self.heads) for t in self.kv(self.norm_kv(visible)).chunk(2, dim=-1))
+        attn_mask = None if visible_valid is None else visible_valid[:, None, None, :]
+        x = queries + self.proj(merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)))
+        return x + self.mlp(self.norm_mlp(x)), query_valid, masked
 
 
 class Block(nn.Module):

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from anymae.config import ModelConfig
-from anymae.model.attention import Block, GuideLayer, GuideSelect
+from anymae.model.attention import Block, GuideLayer, GuideSelect, keep_visible, kept_index
 from anymae.tokens import ModalitySpec, TokenBatch
 
 
@@ -19,27 +19,14 @@ class Encoded:
     memory: torch.Tensor
     memory_valid: torch.Tensor | None  # None: every memory slot is real
     masked: torch.Tensor  # (B, N)
-    guide_attention: torch.Tensor  # (B, H, Nq, N), for diagnostics and pictures
 
 
 @dataclass
-class Inspection:
-    """A no-grad pass over all tokens: last-layer token features and the attention each token receives."""
+class FullPass:
+    """A no-grad pass over all tokens: token features of one layer and the attention each token receives."""
 
     features: torch.Tensor | None  # (B, N, D) in self mode; None in latent mode (no per-token features)
     received: torch.Tensor | None  # (B, N): mean attention each token receives in the last layer; None if skipped
-
-
-def keep_visible(x: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Gather the kept tokens of each sample to the front, padded to the largest kept count."""
-    n_keep = keep.sum(dim=1)
-    width = int(n_keep.max())
-    order = (~keep).to(torch.int8).argsort(dim=1, stable=True)[:, :width]
-    x = x.gather(1, order[..., None].expand(-1, -1, x.shape[-1]))
-    if bool((n_keep == width).all()):
-        return x, None
-    kept = keep.gather(1, order)
-    return x * kept[..., None], kept  # padding slots hold zeros, never a masked token
 
 
 class MaskedAutoencoder(nn.Module):
@@ -86,31 +73,42 @@ class MaskedAutoencoder(nn.Module):
     def encode(
         self, batch: TokenBatch, masked: torch.Tensor | None = None, select: GuideSelect | None = None
     ) -> Encoded:
-        """Encode with a given mask, a selector the guide layer calls, or neither (no masking)."""
+        """Encode with a given mask, a selector the guide layer calls, or neither (no masking).
+
+        Self mode: later layers see the visible tokens only; latent mode: the latents, which never
+        saw the masked tokens.
+        """
         x = self.embed_tokens(batch)
-        queries = x if self.latents is None else self.latents.expand(len(x), -1, -1)
-        x, masked, attention = self.guide(queries, x, batch.valid, masked=masked, select=select)
-        if self.latents is None:  # self mode: later layers see the visible tokens only
-            x, key_valid = keep_visible(x, batch.valid & ~masked)
-        else:  # latent mode: the latents never saw the masked tokens
-            key_valid = None
+        latents = None if self.latents is None else self.latents.expand(len(x), -1, -1)
+        x, key_valid, masked = self.guide(x, batch.valid, latents, masked=masked, select=select)
         for block in self.blocks:
             x = block(x, key_valid=key_valid)
-        return Encoded(self.norm(x), key_valid, masked, attention)
+        return Encoded(self.norm(x), key_valid, masked)
 
-    def decode(self, encoded: Encoded, n_tokens: int) -> torch.Tensor:
-        """Predict every position from the memory: logits (B, N, V) or values (B, N, C)."""
+    def decode(self, encoded: Encoded, n_tokens: int, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Predict from the memory: logits (B, N, V) or values (B, N, C) for every position, or, given
+        `positions` (B, N) bool, only those: (K, V | C) in the order of `tensor[positions]`.
+
+        The decoder's queries only cross-attend to the memory, so each position's prediction is the
+        same whichever other positions are predicted with it.
+        """
         memory = self.to_decoder(encoded.memory)
         queries = self.mask_token.expand(len(memory), n_tokens, -1)
         if self.decoder_position is not None:
             queries = queries + self.decoder_position[:, :n_tokens]
+        present = None
+        if positions is not None:
+            queries, present = keep_visible(queries, positions)
         for block in self.decoder:
             queries = block(queries, memory=memory, key_valid=encoded.memory_valid)
-        return self.head(self.decoder_norm(queries))
+        out = self.head(self.decoder_norm(queries))
+        if positions is None:
+            return out
+        return out.flatten(0, 1) if present is None else out[present]
 
     @torch.no_grad()
-    def inspect(self, batch: TokenBatch, with_received: bool = True, layer: int = 0) -> Inspection:
-        """One full pass with no mask (informed masks and attention-guided weights read it).
+    def full_pass(self, batch: TokenBatch, with_received: bool = True, layer: int = 0) -> FullPass:
+        """One pass with no mask (informed masks and attention-guided weights read it).
 
         `layer` (1 = the guide layer .. depth; 0 = the last) picks the layer whose token features
         are returned. The pass stops there unless the last layer's attention map is wanted;
@@ -119,38 +117,38 @@ class MaskedAutoencoder(nn.Module):
         x = self.embed_tokens(batch)
         valid = batch.valid
         if self.latents is not None:
-            _, _, attention = self.guide(self.latents.expand(len(x), -1, -1), x, valid)
-            return Inspection(None, attention.mean(dim=(1, 2)))
+            latents = self.latents.expand(len(x), -1, -1)
+            received = self.guide.probabilities(latents, x, valid).mean(dim=(1, 2)) if with_received else None
+            return FullPass(None, received)
         depth = len(self.blocks) + 1
         if not 0 <= layer <= depth:
             raise ValueError(f"layer must be in 0..{depth}, not {layer}")
         layer = layer or depth
-        x, _, attention = self.guide(x, x, valid)
-        if depth == 1:  # the guide layer is the last layer: its map is over the original positions
-            received = (attention * valid[:, None, :, None]).sum(2).mean(1) / valid.sum(1, keepdim=True)
-            return Inspection(self.norm(x) * valid[..., None], received * valid if with_received else None)
-        order = (~valid).to(torch.int8).argsort(dim=1, stable=True)
-        compact, key_valid = keep_visible(x, valid)
-        width = compact.shape[1]
-        weight = torch.ones(compact.shape[:2], device=x.device) if key_valid is None else key_valid.float()
-        chosen = compact if layer == 1 else None
-        for index, block in enumerate(self.blocks, start=2):
+        index, key_valid = kept_index(valid)  # the valid tokens, gathered to the front
+        tokens = x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))
+        real = torch.ones(index.shape, dtype=torch.bool, device=x.device) if key_valid is None else key_valid
+        attention = None
+        if depth == 1 and with_received:
+            attention = self.guide.probabilities(tokens, tokens, real)
+        h, _, _ = self.guide(tokens, real)
+        chosen = h if layer == 1 else None
+        for position, block in enumerate(self.blocks, start=2):
             if chosen is not None and not with_received:
                 break
-            if index == depth and with_received:
-                attention = block.attention(compact, key_valid)  # (B, H, K, K)
-            compact = block(compact, key_valid=key_valid)
-            if index == layer:
-                chosen = compact
+            if position == depth and with_received:
+                attention = block.attention(h, key_valid)  # (B, H, K, K)
+            h = block(h, key_valid=key_valid)
+            if position == layer:
+                chosen = h
         if layer == depth:
             chosen = self.norm(chosen)
         received = None
         if with_received:  # mean attention each token receives from the valid queries of the last layer
-            received = (attention * weight[:, None, :, None]).sum(2).mean(1)
-            received = received / weight.sum(1, keepdim=True)
-            received = torch.zeros_like(valid, dtype=x.dtype).scatter(1, order[:, :width], received) * valid
-        features = torch.zeros_like(x).scatter(1, order[:, :width, None].expand(-1, -1, x.shape[-1]), chosen)
-        return Inspection(features * valid[..., None], received)
+            weight = real.to(x.dtype)
+            received = (attention * weight[:, None, :, None]).sum(2).mean(1) / weight.sum(1, keepdim=True)
+            received = torch.zeros_like(valid, dtype=x.dtype).scatter(1, index, received) * valid
+        features = torch.zeros_like(x).scatter(1, index[..., None].expand(-1, -1, x.shape[-1]), chosen)
+        return FullPass(features * valid[..., None], received)
 
     @torch.no_grad()
     def features(self, batch: TokenBatch) -> torch.Tensor:
