@@ -39,7 +39,7 @@ def selection_seconds(name: str, model, strategy, batch, generator) -> float:
     with torch.no_grad():
         if name.startswith("sma"):
             x = model.embed_tokens(batch)
-            scores, _ = model.guide.logits(x, x, batch.valid)
+            scores = model.guide.guide_logits(x, batch.valid, None)
             start = time.perf_counter()
             self_guided_mask(scores, batch.valid, context.counts, generator)
             return time.perf_counter() - start
