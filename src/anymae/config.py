@@ -95,6 +95,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0  # torch CPU threads; 0 = torch's default
     dist_timeout: float = 600.0  # several processes (torchrun): seconds one waits for the others before it stops
+    compile: bool = False  # torch.compile the model's layers (pays off on GPUs; the first steps compile)
 
 
 @dataclass

@@ -187,6 +187,8 @@ def build_run(folder: RunFolder, config: Config, resume: bool = False, dataset: 
     rank = distributed.setup(pick_device(t.device), t.dist_timeout)
     torch.manual_seed(t.seed)
     model = MaskedAutoencoder(dataset.spec, config.model).to(rank.device)
+    if config.train.compile:
+        model.compile_layers()
     run = Run(
         config,
         folder,

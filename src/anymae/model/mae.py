@@ -150,6 +150,12 @@ class MaskedAutoencoder(nn.Module):
         features = torch.zeros_like(x).scatter(1, index[..., None].expand(-1, -1, x.shape[-1]), chosen)
         return FullPass(features * valid[..., None], received)
 
+    def compile_layers(self) -> None:
+        """torch.compile each layer in place (state-dict keys unchanged); masking and the gathers
+        between layers stay eager, as their shapes follow the mask."""
+        for layer in (self.guide, *self.blocks, *self.decoder):
+            layer.compile(dynamic=True)
+
     @torch.no_grad()
     def features(self, batch: TokenBatch) -> torch.Tensor:
         """Pooled features (B, D) with no masking: mean over valid tokens, or over latents."""
