@@ -6,13 +6,15 @@ the peak memory is its own (CUDA: allocator peak; CPU: peak resident set growth)
 from short to long and a mode stops once a step exceeds --max-step-s. Writes
 benchmarks/results/scaling.json, a table, and scaling.png (with the `plot` extra).
 
-    python benchmarks/scaling.py [--lengths 256 1024 4096 16384] [--modes self latent] [--steps 2]
+    python benchmarks/scaling.py [--lengths 256 1024 4096 16384] [--modes self latent] [--steps 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import subprocess
 import sys
 import time
@@ -27,7 +29,22 @@ from anymae.tokens import ByteSequence, TokenBatch
 from anymae.train import make_optimizer, train_step
 
 sys.path.insert(0, str(Path(__file__).parent))
-from throughput import peak_memory, sync  # noqa: E402
+from throughput import sync  # noqa: E402
+
+
+def resident_mib(device: torch.device) -> float:
+    """Memory in use now: the CUDA allocator's (its peak reset), or the resident set of this process."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated() / 2**20
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
 
 
 def measure(mode: str, length: int, batch_size: int, steps: int, device: torch.device) -> dict:
@@ -44,14 +61,16 @@ def measure(mode: str, length: int, batch_size: int, steps: int, device: torch.d
     def step() -> float:
         return train_step(model, optimizer, strategy, generator, [batch], lr=1e-4, progress=0.5).loss
 
-    memory = peak_memory(step, device)  # two steps (CPU), also the warm-up
+    before = resident_mib(device)
     times = []
-    for _ in range(steps):
+    for _ in range(1 + steps):  # the first is a warm-up; all count for the peak memory
         sync(device)
         start = time.perf_counter()
         step()
         sync(device)
         times.append(time.perf_counter() - start)
+    memory = peak_mib(device) - before
+    times = times[1:]
     return {"mode": mode, "tokens": length, "step_s": min(times), "peak_memory_mib": memory}
 
 
@@ -60,7 +79,7 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 4096, 16384])
     parser.add_argument("--modes", nargs="+", default=["latent", "self"], choices=["self", "latent"])
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=2, help="timed steps per point (the fastest is kept)")
+    parser.add_argument("--steps", type=int, default=1, help="timed steps after a warm-up")
     parser.add_argument("--max-step-s", type=float, default=60.0, help="skip longer lengths of a mode past this")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scaling.json"))
@@ -77,7 +96,9 @@ def main() -> None:
             command += ["--steps", str(args.steps), "--device", args.device]
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
-                results.append({"mode": mode, "tokens": length, "error": done.stderr.strip().splitlines()[-1]})
+                results.append(
+                    {"mode": mode, "tokens": length, "error": (done.stderr.strip().splitlines() or ["killed"])[-1]}
+                )
                 break
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(json.dumps(results[-1]), flush=True)
