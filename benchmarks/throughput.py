@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from anymae.config import MaskingConfig, ModelConfig, TrainConfig
 from anymae.masking import build_strategy
@@ -113,8 +113,18 @@ def memory_in_child(name: str, n_tokens: int, args: argparse.Namespace) -> float
     return float(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else float("nan")
 
 
+# torch's counter has no formula for the CPU flash-attention kernels SDPA picks: give it the same ones it uses on CUDA
+CPU_ATTENTION_FLOPS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: lambda q, k, v, *a, **kw: sdpa_flop_count(q, k, v),
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: (
+        lambda g, q, k, v, *a, **kw: sdpa_backward_flop_count(g, q, k, v)
+    ),
+}
+
+
 def step_flops(step: Callable[[], object]) -> int:
-    with FlopCounterMode(display=False) as counter:
+    """Counted FLOPs of one step (matmuls and attention; elementwise work is not counted)."""
+    with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:
         step()
     return counter.get_total_flops()
 
