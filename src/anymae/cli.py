@@ -35,6 +35,7 @@ RESUMABLE = (
     "train.device",
     "train.threads",
     "train.dist_timeout",
+    "train.compile",
 )
 
 
@@ -310,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue the run in --out from its last checkpoint (only train.steps, train.log_every, "
-        "train.checkpoint_every, train.device, train.threads and train.dist_timeout may change)",
+        "train.checkpoint_every, train.device, train.threads, train.dist_timeout and train.compile may change)",
     )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="settings, e.g. model.dim=64 train.lr=1e-3")
     add_data_flags(p)
