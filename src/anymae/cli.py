@@ -1,4 +1,4 @@
-"""The `anymae` command line: pretrain, probe, embed, data."""
+"""The `anymae` command line: pretrain, probe, finetune, bench, embed, show, data."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ EXAMPLES = """examples:
   anymae data list
   anymae pretrain --data fashion-mnist --out runs/fmnist
   anymae probe --checkpoint runs/fmnist
+  anymae finetune --checkpoint runs/fmnist --labels 0.01 --seeds 3
+  anymae bench --data fashion-mnist --strategies random,sma --seeds 3 --steps 500 --out bench/fmnist
   anymae embed --checkpoint runs/fmnist --out runs/fmnist/features.npy
   anymae pretrain --data fashion-mnist --strategy sma --out runs/fmnist-sma
   anymae show --checkpoint runs/fmnist-sma --out masks.png
@@ -170,6 +172,68 @@ def write_text_atomic(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def parse_fractions(text: str) -> list[float]:
+    try:
+        fractions = [float(part) for part in text.split(",")]
+    except ValueError:
+        fractions = []
+    if not fractions or not all(0 < f <= 1 for f in fractions):
+        raise UserError(f"--labels '{text}': give fractions in (0, 1], e.g. 0.01,0.1,1.0")
+    return fractions
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from anymae.checkpoint import load_checkpoint
+    from anymae.finetune import finetune_config, finetune_report, format_finetune
+    from anymae.train import load_model
+
+    config = load_checkpoint(args.checkpoint).config
+    ft = finetune_config(args.overrides)
+    if args.labels:
+        ft.labels = tuple(parse_fractions(args.labels))
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise UserError("--seeds must be at least 1")
+        ft.seeds = args.seeds
+    dataset = run_dataset(args, config)
+    model, _ = load_model(args.checkpoint, dataset)
+    run = Path(args.checkpoint)
+    save = None
+    if args.save_weights:
+        from safetensors.torch import save_file
+
+        folder = (run if run.is_dir() else run.parent) / "finetuned"
+        folder.mkdir(parents=True, exist_ok=True)
+
+        def save(name, net):
+            save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / f"{name}.safetensors"))
+
+    report = finetune_report(model, dataset, ft, baselines=not args.no_baselines, save=save)
+    report["checkpoint"] = str(args.checkpoint)
+    if run.is_dir():
+        write_text_atomic(run / "finetune.json", json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2) if args.json else format_finetune(report))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from anymae.bench import BenchPlan, run_bench
+    from anymae.config import load_config
+
+    plan = BenchPlan(
+        datasets=[name for name in args.data.split(",") if name],
+        strategies=[name for name in args.strategies.split(",") if name],
+        seeds=args.seeds,
+        steps=[int(s) for s in args.steps.split(",")] if args.steps else [],
+        labels=parse_fractions(args.labels) if args.labels else [],
+        quick=args.quick,
+    )
+    base = load_config(args.config, [])
+    table = run_bench(plan, base, Path(args.out), args.overrides)
+    print(table)
+    return 0
+
+
 def cmd_embed(args: argparse.Namespace) -> int:
     from anymae.checkpoint import load_checkpoint
     from anymae.evaluate import embed
@@ -297,7 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", help="built-in dataset name (see `anymae data list`) or a file path")
     p.add_argument("--strategy", choices=list(SELECTORS), help="masking strategy (default: random)")
-    p.add_argument("--ratio", help="mask ratio: 'fixed:R' or 'uniform:LO,HI' (default: the modality's)")
+    p.add_argument(
+        "--ratio",
+        help="mask ratio: 'fixed:R', 'uniform:LO,HI' or 'uniform' (R²MAE with the modality's range); "
+        "default: the modality's fixed ratio",
+    )
     p.add_argument(
         "--loss-weighting",
         choices=choices(MaskingConfig, "loss_weighting"),
@@ -330,6 +398,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="probe settings, e.g. probe.max_train=5000")
     add_data_flags(p)
     p.set_defaults(func=cmd_probe)
+
+    p = commands.add_parser(
+        "finetune",
+        help="fine-tune the encoder with few labels, against scratch and baselines",
+        description="Fine-tune the whole pretrained encoder with a small head (AdamW, layer-wise lr decay, "
+        "warm-up and cosine, early stopping on validation) on stratified subsets of the training labels, "
+        "one per seed; the same architecture from random init (scratch) and the modality's baselines get "
+        "the same labels, budget and selection. The test split is scored once per fit, by the model "
+        "validation chose. Writes RUN/finetune.json.",
+    )
+    p.add_argument("--checkpoint", required=True, type=Path, help="run folder (or checkpoint file)")
+    p.add_argument("--data", help="labelled dataset (default: the run's pretraining data)")
+    p.add_argument("--labels", help="fractions of the training labels (default: 0.01,0.1,1.0)")
+    p.add_argument("--seeds", type=int, help="label subsets and initialisations per fraction (default: 3)")
+    p.add_argument("--no-baselines", action="store_true", help="fine-tune pretrained and scratch only")
+    p.add_argument("--save-weights", action="store_true", help="write every fine-tuned model to RUN/finetuned/")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="finetune settings, e.g. finetune.epochs=50 finetune.lr=[1e-3,3e-4]",
+    )
+    add_data_flags(p)
+    p.set_defaults(func=cmd_finetune)
+
+    p = commands.add_parser(
+        "bench",
+        help="compare masking strategies at equal compute: pretrain, probe, fine-tune",
+        description="For every dataset, strategy and seed: pretrain with equal steps, batch and model size, "
+        "then probe and fine-tune at each label fraction; scratch and the baselines once per dataset and "
+        "seed. Resumable: cells already in OUT/results.csv are never rerun. Writes OUT/results.csv, "
+        "OUT/results.md (mean ± std, ties marked) and OUT/*.png.",
+    )
+    p.add_argument("--data", required=True, help="datasets, comma-separated (built-in names or file paths)")
+    p.add_argument(
+        "--strategies",
+        default="random,r2mae,sma,informed,attg",
+        help="comma-separated: random, r2mae, sma, informed, attg, span, block (default: the first five)",
+    )
+    p.add_argument("--seeds", type=int, default=3, help="seeds per cell (default: 3)")
+    p.add_argument("--steps", help="pretraining steps, comma-separated for a steps curve (default: the config's)")
+    p.add_argument("--labels", help="label fractions for fine-tuning (default: 0.01,0.1,1.0)")
+    p.add_argument("--config", type=Path, help="YAML recipe shared by every cell (model size, batch, lr)")
+    p.add_argument("--out", required=True, help="bench folder (runs, results.csv, results.md, plots)")
+    p.add_argument("--quick", action="store_true", help="a smoke run of a few minutes: tiny steps, 1 seed")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="settings for every cell, e.g. model.dim=64 finetune.epochs=20",
+    )
+    p.set_defaults(func=cmd_bench)
 
     p = commands.add_parser(
         "embed",

@@ -1,7 +1,8 @@
-"""Evaluation on frozen features: embed, linear probe and k-NN, beside two baselines.
+"""Evaluation on frozen features: embed, linear probe and k-NN, beside the baselines.
 
-The regularisation of the linear probe is chosen on the validation split; the test split is
-scored once, with the chosen model.
+The linear probe reads the pooled output of every encoder layer; the layer (or the last two
+together) and the regularisation are chosen on the validation split; the test split is scored
+once, with the chosen model.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import warnings
 
 import numpy as np
 import torch
+from scipy import sparse
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, mean_squared_error, roc_auc_score
@@ -21,9 +23,11 @@ from anymae.config import ModelConfig, ProbeConfig
 from anymae.data import Dataset
 from anymae.errors import UserError
 from anymae.model import MaskedAutoencoder
+from anymae.model.mae import keep_visible
 from anymae.tokens import TokenArrays
 
 REGULARISATION = (0.001, 0.01, 0.1, 1.0, 10.0)  # logistic C, or ridge 1/alpha
+SELECTION_C = 0.1  # the regularisation at which the probe compares layers
 
 
 def embed(model: MaskedAutoencoder, dataset: Dataset, index: np.ndarray, batch_size: int = 512) -> np.ndarray:
@@ -42,6 +46,48 @@ def embed(model: MaskedAutoencoder, dataset: Dataset, index: np.ndarray, batch_s
     return features
 
 
+def pool(x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Mean over the valid slots (all slots when `valid` is None): (B, M, D) -> (B, D)."""
+    if valid is None:
+        return x.mean(dim=1)
+    weights = valid.to(x.dtype)[..., None]
+    return (x * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
+def pooled_layers(model: MaskedAutoencoder, batch) -> list[torch.Tensor]:
+    """Pooled output of every encoder layer with no masking (guide layer first, the last one normed).
+
+    Follows `MaskedAutoencoder.encode`, keeping each layer's output on the way.
+    """
+    x = model.embed_tokens(batch)
+    queries = x if model.latents is None else model.latents.expand(len(x), -1, -1)
+    x, masked, _ = model.guide(queries, x, batch.valid)
+    key_valid = None
+    if model.latents is None:
+        x, key_valid = keep_visible(x, batch.valid & ~masked)
+    outputs = [x]
+    for block in model.blocks:
+        x = block(x, key_valid=key_valid)
+        outputs.append(x)
+    outputs[-1] = model.norm(outputs[-1])
+    return [pool(o, key_valid) for o in outputs]
+
+
+@torch.no_grad()
+def embed_layers(
+    model: MaskedAutoencoder, dataset: Dataset, index: np.ndarray, batch_size: int = 512
+) -> list[np.ndarray]:
+    """Pooled features of every encoder layer: a list of depth arrays (len(index), D)."""
+    model.eval()
+    parts: list[list[np.ndarray]] = [[] for _ in range(model.config.depth)]
+    for start in range(0, len(index), batch_size):
+        batch = dataset.tokens.batch(index[start : start + batch_size], dataset.spec.discrete)
+        for layer, pooled in enumerate(pooled_layers(model, batch)):
+            parts[layer].append(pooled.float().numpy())
+    empty = np.zeros((0, model.config.dim), dtype=np.float32)
+    return [np.concatenate(p) if p else empty for p in parts]
+
+
 HIGHER_IS_BETTER = {"accuracy": True, "roc_auc": True, "rmse": False}
 
 
@@ -58,18 +104,20 @@ def better(metric: str, a: float, b: float) -> bool:
     return a > b if HIGHER_IS_BETTER[metric] else a < b
 
 
-def linear_probe(metric: str, features: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict:
+def linear_probe(
+    metric: str, features: dict[str, np.ndarray], labels: dict[str, np.ndarray], grid: tuple = REGULARISATION
+) -> dict:
     """Logistic (or ridge, for rmse) regression on standardised features; C chosen on validation.
 
     The sweep runs from strong to weak regularisation, each fit warm-started from the previous
     one, and stops once validation has got worse twice in a row (the large-C fits are the slow ones).
     """
-    scaler = StandardScaler().fit(features["train"])
+    scaler = StandardScaler(with_mean=not sparse.issparse(features["train"])).fit(features["train"])
     x = {split: scaler.transform(f) for split, f in features.items()}
     classify = metric != "rmse"
     head = LogisticRegression(max_iter=300, warm_start=True) if classify else Ridge()
     best, converged, worse = None, True, 0
-    for c in REGULARISATION:
+    for c in grid:
         if worse == 2:
             break
         head.set_params(**({"C": c} if classify else {"alpha": 1.0 / c}))
@@ -123,6 +171,38 @@ def evaluate_features(metric: str, features: dict[str, np.ndarray], labels: dict
     return {"linear": linear_probe(metric, features, labels), "knn": knn(metric, features, labels, k)}
 
 
+def layer_candidates(depth: int) -> list[tuple[str, list[int]]]:
+    """Every layer alone (1 = the guide layer), and the last two concatenated."""
+    candidates = [(f"layer {i + 1}", [i]) for i in range(depth)]
+    if depth > 1:
+        candidates.append((f"layers {depth - 1}+{depth}", [depth - 2, depth - 1]))
+    return candidates
+
+
+def evaluate_layers(metric: str, layers: dict[str, list[np.ndarray]], labels: dict[str, np.ndarray], k: int) -> dict:
+    """Linear probe on the candidate layer best on validation; k-NN on the last layer.
+
+    Candidates are compared at one middle regularisation (a full sweep each would cost five
+    times as much); the chosen one then gets the full sweep.
+    """
+    depth = len(layers["train"])
+
+    def stack(chosen: list[int]) -> dict[str, np.ndarray]:
+        return {split: np.concatenate([f[i] for i in chosen], axis=1) for split, f in layers.items()}
+
+    candidates = layer_candidates(depth)
+    tried = {
+        name: linear_probe(metric, stack(chosen), labels, grid=(SELECTION_C,))["val"] for name, chosen in candidates
+    }
+    best = None
+    for name, val in tried.items():  # candidates in a fixed order: the first of equal scores wins
+        if best is None or better(metric, val, tried[best]):
+            best = name
+    result = linear_probe(metric, stack(dict(candidates)[best]), labels)
+    last = {split: f[-1] for split, f in layers.items()}
+    return {"linear": {**result, "layer": best}, "knn": knn(metric, last, labels, k), "layers_val": tried}
+
+
 def probe_report(model: MaskedAutoencoder, dataset: Dataset, config: ProbeConfig) -> dict:
     """Linear probe and k-NN on the pretrained encoder, the same encoder untrained, and raw inputs."""
     splits = probe_splits(dataset, config)
@@ -139,8 +219,8 @@ def probe_report(model: MaskedAutoencoder, dataset: Dataset, config: ProbeConfig
         "sizes": {name: int(len(index)) for name, index in splits.items()},
     }
     for name, encoder in encoders.items():
-        features = {split: embed(encoder, dataset, index, config.batch_size) for split, index in splits.items()}
-        report[name] = evaluate_features(metric, features, labels, config.knn_k)
+        layers = {split: embed_layers(encoder, dataset, index, config.batch_size) for split, index in splits.items()}
+        report[name] = evaluate_layers(metric, layers, labels, config.knn_k)
     raw = {
         split: dataset.spec.raw_features(TokenArrays(dataset.tokens.inputs[index], dataset.tokens.valid[index]))
         for split, index in splits.items()
@@ -163,8 +243,11 @@ def format_report(report: dict) -> str:
     lines = [
         f"{report['dataset']}: {metric} on the test split ({report['sizes']['test']} examples; "
         f"probes trained on {report['sizes']['train']}, regularisation chosen on {report['sizes']['val']})",
-        f"{'features':<12}{'linear probe':>14}{'k-NN':>10}",
+        f"{'features':<12}{'linear probe':>14}{'k-NN':>10}  layer (chosen on validation)",
     ]
     for name in ("pretrained", "untrained", "raw"):
-        lines.append(f"{name:<12}{report[name]['linear']['test']:>14.4f}{report[name]['knn']['test']:>10.4f}")
+        layer = report[name]["linear"].get("layer", "")
+        lines.append(
+            f"{name:<12}{report[name]['linear']['test']:>14.4f}{report[name]['knn']['test']:>10.4f}  {layer}".rstrip()
+        )
     return "\n".join(lines)

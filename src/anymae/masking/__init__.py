@@ -27,7 +27,7 @@ def build_strategy(config: MaskingConfig, spec: ModalitySpec, model: ModelConfig
     model = model or ModelConfig()
     check_section(config, "masking")
     selector = check_strategy(config, model, spec).build(config, spec)
-    ratio = parse_ratio(config.ratio or f"fixed:{spec.default_ratio}", config.per_sample)
+    ratio = parse_ratio(config.ratio or f"fixed:{spec.default_ratio}", config.per_sample, spec)
     weighting = None
     if config.loss_weighting == "attention-guided":
         weighting = AttentionGuidedWeighting(config.map_source, config.tau, config.tau_end, config.cut_tau)

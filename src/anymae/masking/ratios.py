@@ -35,8 +35,24 @@ class UniformRatio:
 RatioSampler = FixedRatio | UniformRatio
 
 
-def parse_ratio(text: str, per_sample: bool = False) -> RatioSampler:
-    """'0.75' or 'fixed:0.75' -> FixedRatio; 'uniform:0.6,0.9' -> UniformRatio."""
+def uniform_range(spec) -> tuple[float, float]:
+    """R²MAE's default range of a modality (methods.md section 1): images U(0.6, 0.9), token
+    ids U(0.05, 0.45), feature tokens U(0.1, 0.5); other modalities their fixed default ± 0.15."""
+    from anymae.tokens import FeatureTokens
+
+    if spec.grid is not None:
+        return 0.6, 0.9
+    if spec.discrete:
+        return 0.05, 0.45
+    if isinstance(spec, FeatureTokens):
+        return 0.1, 0.5
+    return max(0.05, spec.default_ratio - 0.15), min(0.95, spec.default_ratio + 0.15)
+
+
+def parse_ratio(text: str, per_sample: bool = False, spec=None) -> RatioSampler:
+    """'0.75' or 'fixed:0.75' -> FixedRatio; 'uniform:0.6,0.9' -> UniformRatio; 'uniform' -> the spec's range."""
+    if text == "uniform" and spec is not None:
+        return UniformRatio(*uniform_range(spec), per_sample)
     kind, _, args = text.partition(":") if ":" in text else ("fixed", "", text)
     try:
         numbers = [float(a) for a in args.split(",")]
@@ -46,7 +62,7 @@ def parse_ratio(text: str, per_sample: bool = False) -> RatioSampler:
         return FixedRatio(numbers[0])
     if kind == "uniform" and len(numbers) == 2 and 0 < numbers[0] <= numbers[1] < 1:
         return UniformRatio(numbers[0], numbers[1], per_sample)
-    raise UserError(f"ratio '{text}' is not valid: use 'fixed:R' or 'uniform:LO,HI' with 0 < LO <= HI < 1")
+    raise UserError(f"ratio '{text}' is not valid: use 'fixed:R', 'uniform' or 'uniform:LO,HI' with 0 < LO <= HI < 1")
 
 
 def mask_counts(ratios: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,416 @@
+"""`anymae bench`: masking strategies compared at equal compute, on one's own data.
+
+Every cell (dataset, strategy, steps, seed) pretrains with the same steps, batch and model size,
+then probes the frozen encoder and fine-tunes it at each label fraction. The same architecture
+from random init (`scratch`) and the modality's baselines run once per dataset and seed, on the
+same label subsets (seed s draws the same subset everywhere). Finished cells are rows of
+OUT/results.csv and are never rerun; an interrupted pretraining continues from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from anymae.baselines import baseline_names, run_baseline
+from anymae.checkpoint import FILENAME
+from anymae.config import Config, parse_override, set_value
+from anymae.data import Dataset, load_dataset
+from anymae.errors import UserError
+from anymae.evaluate import HIGHER_IS_BETTER, embed_layers, evaluate_layers, probe_splits
+from anymae.finetune import (
+    FinetuneConfig,
+    encoder_task,
+    finetune_config,
+    finetune_encoder,
+    label_subset,
+    selection_splits,
+)
+
+# What each strategy name sets; everything else is the shared config.
+STRATEGIES: dict[str, dict[str, str]] = {
+    "random": {"masking.strategy": "random"},
+    "r2mae": {"masking.strategy": "random", "masking.ratio": "uniform"},
+    "sma": {"masking.strategy": "sma"},
+    "informed": {"masking.strategy": "informed"},
+    "attg": {"masking.strategy": "random", "masking.loss_weighting": "attention-guided"},
+    "span": {"masking.strategy": "span"},
+    "block": {"masking.strategy": "block"},
+}
+REFERENCE = "scratch"  # the encoder from random init; baselines follow it in the table
+# --quick: a smoke run of a few minutes on 2 cores.
+QUICK = [
+    "model.dim=32",
+    "model.depth=2",
+    "model.decoder_depth=1",
+    "train.batch_size=64",
+    "train.log_every=10",
+    "probe.max_train=1000",
+]
+QUICK_FINETUNE = FinetuneConfig(labels=(0.01,), seeds=1, max_steps=30, evals=3, max_val=300)
+FIXED_COLUMNS = ["dataset", "metric", "strategy", "seed", "config_hash", "steps", "seconds", "samples_per_s"]
+SCORES = ["probe", "probe_layer", "knn"]
+
+
+@dataclass
+class BenchPlan:
+    datasets: list[str]
+    strategies: list[str]
+    seeds: int = 3
+    steps: list[int] = dataclasses.field(default_factory=list)  # empty: the config's train.steps
+    labels: list[float] = dataclasses.field(default_factory=list)  # empty: finetune defaults
+    quick: bool = False
+
+
+def config_hash(values: dict) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def fraction_column(fraction: float) -> str:
+    return f"ft_{fraction:g}"
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """The whole CSV, atomically; columns are the union over rows (label fractions may differ)."""
+    columns = FIXED_COLUMNS + SCORES
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def pretraining_cost(run_dir: Path, batch_size: int) -> tuple[float, float]:
+    """(seconds, samples/s) of the optimizer steps, summed from metrics.jsonl (resumed parts included)."""
+    seconds, previous, samples = 0.0, 0, 0
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        steps = record["step"] - previous
+        previous = record["step"]
+        samples += steps * batch_size
+        seconds += steps * batch_size / max(record["samples_per_s"], 1e-9)
+    return seconds, samples / max(seconds, 1e-9)
+
+
+class Bench:
+    def __init__(self, plan: BenchPlan, base: Config, out: Path, overrides: list[str]) -> None:
+        unknown = [s for s in plan.strategies if s not in STRATEGIES]
+        if unknown:
+            raise UserError(f"--strategies: unknown {', '.join(unknown)} (known: {', '.join(STRATEGIES)})")
+        if plan.seeds < 1:
+            raise UserError("--seeds must be at least 1")
+        self.plan, self.out = plan, Path(out)
+        self.base = copy.deepcopy(base)
+        finetune_overrides = [o for o in overrides if o.startswith("finetune.")]
+        settings = (QUICK if plan.quick else []) + [o for o in overrides if not o.startswith("finetune.")]
+        for text in settings:
+            set_value(self.base, *parse_override(text), source="command line")
+        self.finetune = finetune_config(finetune_overrides, QUICK_FINETUNE if plan.quick else None)
+        if plan.labels:
+            self.finetune.labels = tuple(plan.labels)
+        self.seeds = 1 if plan.quick else plan.seeds
+        self.steps = plan.steps or [30 if plan.quick else self.base.train.steps]
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.csv = self.out / "results.csv"
+        self.rows = read_rows(self.csv)
+        self.done = {(r["dataset"], r["strategy"], r["seed"], r["config_hash"]) for r in self.rows}
+
+    def record(self, row: dict) -> None:
+        self.rows.append({k: v if isinstance(v, str) else json.dumps(v) for k, v in row.items()})
+        self.done.add((row["dataset"], row["strategy"], str(row["seed"]), row["config_hash"]))
+        write_rows(self.csv, self.rows)
+
+    def finished(self, dataset: str, strategy: str, seed: int, digest: str) -> bool:
+        return (dataset, strategy, str(seed), digest) in self.done
+
+    def run(self) -> None:
+        for name in self.plan.datasets:
+            config = copy.deepcopy(self.base)
+            config.data.name = name
+            dataset = load_dataset(config.data)
+            if dataset.labels is None or dataset.task == "none" or dataset.metric not in HIGHER_IS_BETTER:
+                raise UserError(f"bench: dataset '{name}' has no labels to score (give a labelled dataset)")
+            for steps in self.steps:
+                for strategy in self.plan.strategies:
+                    if strategy == "block" and dataset.spec.grid is None:
+                        continue  # block masks need a 2-D grid; span is their 1-D form
+                    for seed in range(self.seeds):
+                        self.cell(config, dataset, strategy, steps, seed)
+            for seed in range(self.seeds):
+                self.references(config, dataset, seed)
+
+    def cell_config(self, config: Config, strategy: str, steps: int, seed: int) -> Config:
+        cell = copy.deepcopy(config)
+        for key, value in STRATEGIES[strategy].items():
+            set_value(cell, key, value, source=f"bench strategy {strategy}")
+        cell.train.steps, cell.train.seed = steps, seed
+        return cell
+
+    def digest(self, config: Config, *parts) -> str:
+        values = config.to_dict()
+        values["train"].pop("seed")
+        for key in ("log_every", "checkpoint_every", "threads", "device"):
+            values["train"].pop(key)
+        return config_hash([values, dataclasses.asdict(self.finetune), *parts])
+
+    def cell(self, config: Config, dataset: Dataset, strategy: str, steps: int, seed: int) -> None:
+        from anymae.train import load_model, pretrain
+
+        cell = self.cell_config(config, strategy, steps, seed)
+        digest = self.digest(cell)
+        if self.finished(dataset.name, strategy, seed, digest):
+            return
+        run_dir = self.out / "runs" / slug(dataset.name) / f"{strategy}-{digest}" / f"seed{seed}"
+        pretrain(cell, run_dir, resume=(run_dir / FILENAME).exists(), dataset=dataset)
+        seconds, rate = pretraining_cost(run_dir, min(cell.train.batch_size, len(dataset.splits["train"])))
+        model, _ = load_model(run_dir, dataset)
+        row = self.row(dataset, strategy, seed, digest, steps, seconds, rate)
+        row.update(self.probe(model, dataset, cell))
+        for fraction in self.finetune.labels:
+            task = self.task(dataset, fraction, seed)
+            result, _ = finetune_encoder(model, dataset, cell.model, task, self.finetune, seed)
+            row[fraction_column(fraction)] = result["test"]
+        self.record(row)
+
+    def references(self, config: Config, dataset: Dataset, seed: int) -> None:
+        """scratch (probe: the untrained encoder) and every baseline, for one seed."""
+        from anymae.model import MaskedAutoencoder
+
+        digest = self.digest(config, "reference")
+        names = [REFERENCE, *baseline_names(dataset)]
+        if all(self.finished(dataset.name, name, seed, digest) for name in names):
+            return
+        import torch
+
+        torch.manual_seed(0)  # as evaluate.untrained_like
+        untrained = MaskedAutoencoder(dataset.spec, config.model).eval()
+        for name in names:
+            if self.finished(dataset.name, name, seed, digest):
+                continue
+            row = self.row(dataset, name, seed, digest, 0, 0.0, 0.0)
+            if name == REFERENCE:
+                row.update(self.probe(untrained, dataset, config))
+            for fraction in self.finetune.labels:
+                task = self.task(dataset, fraction, seed)
+                if name == REFERENCE:
+                    result, _ = finetune_encoder(None, dataset, config.model, task, self.finetune, seed)
+                else:
+                    result = run_baseline(name, dataset, task, self.finetune, seed)
+                row[fraction_column(fraction)] = result["test"]
+            self.record(row)
+
+    def row(self, dataset: Dataset, strategy: str, seed: int, digest: str, steps: int, seconds: float, rate: float):
+        return {
+            "dataset": dataset.name,
+            "metric": dataset.metric,
+            "strategy": strategy,
+            "seed": seed,
+            "config_hash": digest,
+            "steps": steps,
+            "seconds": round(seconds, 2),
+            "samples_per_s": round(rate, 1),
+        }
+
+    def task(self, dataset: Dataset, fraction: float, seed: int):
+        train = label_subset(dataset.splits["train"], dataset.labels, fraction, seed, dataset.metric != "rmse")
+        return encoder_task(dataset, {"train": train, **selection_splits(dataset, self.finetune)})
+
+    def probe(self, model, dataset: Dataset, config: Config) -> dict:
+        splits = probe_splits(dataset, config.probe)
+        labels = {split: dataset.labels[index] for split, index in splits.items()}
+        layers = {
+            split: embed_layers(model, dataset, index, config.probe.batch_size) for split, index in splits.items()
+        }
+        result = evaluate_layers(dataset.metric, layers, labels, config.probe.knn_k)
+        return {
+            "probe": result["linear"]["test"],
+            "probe_layer": result["linear"]["layer"],
+            "knn": result["knn"]["test"],
+        }
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).name)
+
+
+def score_columns(rows: list[dict]) -> list[str]:
+    columns = ["probe", "knn"]
+    fractions = sorted({k for r in rows for k in r if k.startswith("ft_")}, key=lambda k: float(k[3:]))
+    return columns + fractions
+
+
+def values_of(rows: list[dict], column: str) -> list[float]:
+    return [float(r[column]) for r in rows if r.get(column) not in (None, "")]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values))
+
+
+def groups(rows: list[dict]) -> dict[str, dict[tuple[str, int], list[dict]]]:
+    """dataset -> (strategy, steps) -> rows, in the order first seen."""
+    out: dict[str, dict[tuple[str, int], list[dict]]] = {}
+    for r in rows:
+        out.setdefault(r["dataset"], {}).setdefault((r["strategy"], int(r["steps"])), []).append(r)
+    return out
+
+
+def tied(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """A difference within the spread: |mean_a - mean_b| <= sqrt(std_a^2 + std_b^2)."""
+    return abs(a[0] - b[0]) <= math.hypot(a[1], b[1])
+
+
+def markdown(rows: list[dict]) -> str:
+    """Mean ± std per cell; in each column the best and every cell tied with it are bold."""
+    lines = [
+        "Mean ± std over seeds (n). Bold: the best in its column and every cell tied with it "
+        "(difference within sqrt(std_a² + std_b²)). probe: linear probe on the layer chosen on validation; "
+        "ft_F: fine-tuned with fraction F of the training labels. scratch: the same encoder from random "
+        "init (its probe: untrained). Every score is on the test split.",
+        "",
+    ]
+    for dataset, cells in groups(rows).items():
+        metric = next(iter(cells.values()))[0]["metric"]
+        columns = score_columns([r for rs in cells.values() for r in rs])
+        summary = {
+            key: {c: mean_std(values_of(rs, c)) for c in columns if values_of(rs, c)} for key, rs in cells.items()
+        }
+        higher = HIGHER_IS_BETTER[metric]
+        best = {}
+        for c in columns:
+            scored = [s[c] for s in summary.values() if c in s]
+            if scored:
+                best[c] = max(scored, key=lambda m: m[0] if higher else -m[0])
+        lines += [f"### {dataset} ({metric}, {'higher' if higher else 'lower'} is better)", ""]
+        lines.append("| strategy | steps | n | s/run | samples/s | " + " | ".join(columns) + " |")
+        lines.append("|---" * (5 + len(columns)) + "|")
+        for (strategy, steps), rs in cells.items():
+            cells_text = []
+            for c in columns:
+                if c not in summary[(strategy, steps)]:
+                    cells_text.append("")
+                    continue
+                m = summary[(strategy, steps)][c]
+                text = f"{m[0]:.4f} ± {m[1]:.4f}"
+                cells_text.append(f"**{text}**" if tied(m, best[c]) else text)
+            seconds = np.mean([float(r["seconds"]) for r in rs])
+            rate = np.mean([float(r["samples_per_s"]) for r in rs])
+            timing = f"{seconds:.0f} | {rate:.0f}" if steps else "- | -"
+            lines.append(f"| {strategy} | {steps or '-'} | {len(rs)} | {timing} | " + " | ".join(cells_text) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plots(rows: list[dict], out: Path) -> list[Path]:
+    """Score per strategy (error bars), score vs label fraction, and probe vs pretraining steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = groups(rows)
+    written = []
+    n = len(data)
+
+    def figure():
+        fig, axes = plt.subplots(1, n, figsize=(5 * n, 4), squeeze=False)
+        return fig, axes[0]
+
+    fig, axes = figure()
+    for ax, (dataset, cells) in zip(axes, data.items()):
+        columns = score_columns([r for rs in cells.values() for r in rs])
+        keys = list(cells)
+        width = 0.8 / len(columns)
+        for j, c in enumerate(columns):
+            stats = [mean_std(values_of(cells[k], c)) if values_of(cells[k], c) else (np.nan, 0.0) for k in keys]
+            ax.bar(np.arange(len(keys)) + j * width, [s[0] for s in stats], width, yerr=[s[1] for s in stats], label=c)
+        ax.set_xticks(
+            np.arange(len(keys)) + 0.4 - width / 2,
+            [k[0] if len(self_steps(cells)) == 1 else f"{k[0]}@{k[1]}" for k in keys],
+            rotation=45,
+            ha="right",
+        )
+        ax.set_title(f"{dataset} ({next(iter(cells.values()))[0]['metric']})")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    written.append(save(fig, out / "scores.png"))
+
+    fig, axes = figure()
+    for ax, (dataset, cells) in zip(axes, data.items()):
+        fractions = [c for c in score_columns([r for rs in cells.values() for r in rs]) if c.startswith("ft_")]
+        x = [float(c[3:]) for c in fractions]
+        for (strategy, steps), rs in cells.items():
+            if steps and steps != max(self_steps(cells)):
+                continue
+            stats = [mean_std(values_of(rs, c)) if values_of(rs, c) else (np.nan, 0.0) for c in fractions]
+            ax.errorbar(x, [s[0] for s in stats], yerr=[s[1] for s in stats], marker="o", capsize=3, label=strategy)
+        ax.set_xscale("log")
+        ax.set_xlabel("fraction of training labels")
+        ax.set_title(f"{dataset}: fine-tuned")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    written.append(save(fig, out / "label_fraction.png"))
+
+    fig, axes = figure()
+    for ax, (dataset, cells) in zip(axes, data.items()):
+        for strategy in dict.fromkeys(k[0] for k in cells if k[1]):
+            keys = sorted((k for k in cells if k[0] == strategy), key=lambda k: k[1])
+            stats = [mean_std(values_of(cells[k], "probe")) for k in keys]
+            ax.errorbar(
+                [k[1] for k in keys],
+                [s[0] for s in stats],
+                yerr=[s[1] for s in stats],
+                marker="o",
+                capsize=3,
+                label=strategy,
+            )
+        ax.set_xlabel("pretraining steps")
+        ax.set_title(f"{dataset}: linear probe")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    written.append(save(fig, out / "steps.png"))
+    return written
+
+
+def self_steps(cells: dict) -> list[int]:
+    return sorted({k[1] for k in cells if k[1]}) or [0]
+
+
+def save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def run_bench(plan: BenchPlan, base: Config, out: Path, overrides: list[str]) -> str:
+    """Run every unfinished cell, then write results.md and the plots; returns the table."""
+    bench = Bench(plan, base, out, overrides)
+    bench.run()
+    table = markdown(bench.rows)
+    (bench.out / "results.md").write_text(table + "\n")
+    try:
+        plots(bench.rows, bench.out)
+    except ImportError:
+        print("bench: plots need matplotlib (pip install 'anymae[plot]'); wrote the CSV and table only")
+    return table

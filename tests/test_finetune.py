@@ -1,0 +1,255 @@
+"""Fine-tuning, the per-layer probe, the baselines and `anymae bench` on tiny inputs; and that no choice
+reads the test labels."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from anymae import bench as bench_module
+from anymae.baselines import baseline_names, fingerprints, kmer_features
+from anymae.bench import BenchPlan, markdown, run_bench
+from anymae.cli import main
+from anymae.config import Config, ModelConfig, ProbeConfig
+from anymae.data import Dataset
+from anymae.data.dataset import random_splits
+from anymae.evaluate import embed_layers, pooled_layers, probe_report
+from anymae.finetune import (
+    EncoderHead,
+    FinetuneConfig,
+    finetune_config,
+    finetune_report,
+    label_subset,
+    param_groups,
+)
+from anymae.masking import UniformRatio, parse_ratio
+from anymae.model import MaskedAutoencoder
+from anymae.tokens import ByteSequence, FeatureTokens, ImagePatches, ValueSet, protein_spec, smiles_spec
+
+TINY_MODEL = ModelConfig(dim=16, depth=3, heads=2, decoder_dim=16, decoder_depth=1, decoder_heads=2)
+TINY_FT = FinetuneConfig(labels=(0.2, 1.0), seeds=2, max_steps=8, batch_size=16, evals=4, patience=2)
+TINY = ["model.dim=16", "model.depth=2", "model.heads=2", "model.decoder_dim=16", "model.decoder_depth=1"]
+
+
+def images(n: int = 160, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """8x8 images whose class (0..2) sets which quarter is bright, plus noise."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.uniform(0, 0.5, (n, 8, 8)).astype(np.float32)
+    for i, c in enumerate(y):
+        x[i, (c // 2) * 4 : (c // 2) * 4 + 4, (c % 2) * 4 : (c % 2) * 4 + 4] += 0.5
+    return x, y
+
+
+def image_dataset(shuffle_test: bool = False) -> Dataset:
+    x, y = images()
+    spec = ImagePatches(height=8, width=8, patch=2)
+    splits = random_splits(len(y), seed=0, val=0.25, test=0.25)
+    if shuffle_test:
+        y = y.copy()
+        test = splits["test"]
+        y[test] = np.random.default_rng(5).permutation(y[test])
+    return Dataset("toy", spec, spec.tokenize(x), y, splits)
+
+
+def tiny_encoder(dataset: Dataset, seed: int = 3) -> MaskedAutoencoder:
+    torch.manual_seed(seed)
+    return MaskedAutoencoder(dataset.spec, TINY_MODEL).eval()
+
+
+def test_label_subsets_are_stratified_per_seed_and_within_train():
+    train = np.arange(100, 1100)
+    labels = np.zeros(1200, dtype=np.int64)
+    labels[100:1100] = np.arange(1000) % 4  # 250 of each class in train
+    labels[1050:1100] = 3  # class 3: 300, class 2: 225 (+ shift)
+    a = label_subset(train, labels, 0.1, seed=0, classify=True)
+    counts = {c: int((labels[train] == c).sum()) for c in range(4)}
+    assert {c: int((labels[a] == c).sum()) for c in range(4)} == {c: round(0.1 * n) for c, n in counts.items()}
+    assert set(a) <= set(train) and len(set(a)) == len(a)
+    assert np.array_equal(a, label_subset(train, labels, 0.1, seed=0, classify=True))
+    assert not np.array_equal(a, label_subset(train, labels, 0.1, seed=1, classify=True))
+    assert np.array_equal(label_subset(train, labels, 1.0, seed=0, classify=True), train)
+    tiny = label_subset(train, labels, 0.0001, seed=0, classify=True)
+    assert sorted(labels[tiny]) == [0, 1, 2, 3]  # at least one of each class
+
+
+def test_regression_subsets_cover_every_decile():
+    train = np.arange(1000)
+    y = np.random.default_rng(0).normal(size=1000)
+    subset = label_subset(train, y, 0.02, seed=0, classify=False)
+    deciles = np.searchsorted(np.quantile(y, np.linspace(0, 1, 11)[1:-1]), y[subset], side="right")
+    assert len(subset) == 20 and sorted(set(deciles)) == list(range(10))
+
+
+def test_layer_wise_lr_decay_scales_each_layer():
+    dataset = image_dataset()
+    net = EncoderHead(tiny_encoder(dataset), 3)
+    groups = param_groups(net, depth=3, layer_decay=0.5, weight_decay=0.05)
+    scale = {id(p): g["scale"] for g in groups for p in g["params"]}
+    assert scale[id(net.head.weight)] == 1.0 and scale[id(net.encoder.norm.weight)] == 1.0
+    assert scale[id(net.encoder.blocks[1].mlp[0].weight)] == 0.5  # the last block: layer 3 of 3
+    assert scale[id(net.encoder.blocks[0].mlp[0].weight)] == 0.25
+    assert scale[id(net.encoder.guide.mlp[0].weight)] == 0.125
+    assert scale[id(net.encoder.embed.weight)] == 0.0625
+    trained = {id(p) for g in groups for p in g["params"]}
+    assert all(id(p) not in trained for p in net.encoder.decoder.parameters())  # decoder is not fine-tuned
+    assert all(g["weight_decay"] == 0.0 for g in groups for p in g["params"] if p.ndim == 1)
+
+
+def test_pooled_layers_end_in_the_encoders_own_features(mode):
+    dataset = image_dataset()
+    torch.manual_seed(0)
+    model = MaskedAutoencoder(dataset.spec, dataclasses.replace(TINY_MODEL, mode=mode, latents=4)).eval()
+    batch = dataset.tokens.batch(np.arange(10), False)
+    with torch.no_grad():
+        layers = pooled_layers(model, batch)
+    assert len(layers) == 3 and all(t.shape == (10, 16) for t in layers)
+    torch.testing.assert_close(layers[-1], model.features(batch))
+
+
+def test_finetune_report_holds_pretrained_scratch_and_baselines_per_fraction():
+    dataset = image_dataset()
+    report = finetune_report(tiny_encoder(dataset), dataset, TINY_FT)
+    assert list(report["fractions"]) == ["0.2", "1"]
+    entry = report["fractions"]["0.2"]
+    assert entry["n_labels"] == len(label_subset(dataset.splits["train"], dataset.labels, 0.2, 0, True))
+    for name in ("pretrained", "scratch", "raw linear", "cnn"):
+        assert len(entry[name]["values"]) == 2 and 0 <= entry[name]["mean"] <= 1
+        assert entry[name]["mean"] == pytest.approx(np.mean(entry[name]["values"]))
+    runs = entry["pretrained"]["runs"]
+    assert all(1 <= r["best_step"] <= r["steps_run"] <= TINY_FT.max_steps for r in runs)
+    assert report["fractions"]["1"]["raw linear"]["mean"] > 0.6  # the toy task is learnable
+
+
+def choices(report: dict) -> dict:
+    picked = {}
+    for fraction, entry in report["fractions"].items():
+        for name, result in entry.items():
+            if name != "n_labels":
+                picked[(fraction, name)] = [
+                    (r["val"], r.get("best_step"), r.get("lr"), r.get("choice")) for r in result["runs"]
+                ]
+    return picked
+
+
+def test_no_choice_reads_the_test_labels():
+    """Shuffled test labels: the same layer, C, early-stopping step, learning rate and baseline settings."""
+    clean, shuffled = image_dataset(), image_dataset(shuffle_test=True)
+    config = dataclasses.replace(TINY_FT, lr=(3e-3, 1e-2), labels=(0.5,), seeds=1)
+    a = finetune_report(tiny_encoder(clean), clean, config)
+    b = finetune_report(tiny_encoder(shuffled), shuffled, config)
+    assert choices(a) == choices(b)
+    test_scores = [
+        [entry[n]["values"] for n in entry if n != "n_labels"] for r in (a, b) for entry in r["fractions"].values()
+    ]
+    assert test_scores[0] != test_scores[1]  # the test labels did change
+    probe = ProbeConfig(knn_k=5)
+    pa, pb = probe_report(tiny_encoder(clean), clean, probe), probe_report(tiny_encoder(shuffled), shuffled, probe)
+    for name in ("pretrained", "untrained", "raw"):
+        assert pa[name]["linear"]["C"] == pb[name]["linear"]["C"]
+        assert pa[name]["linear"]["val"] == pb[name]["linear"]["val"]
+        assert pa[name]["linear"].get("layer") == pb[name]["linear"].get("layer")
+    assert pa["pretrained"]["layers_val"] == pb["pretrained"]["layers_val"]
+
+
+def test_probe_tries_every_layer_and_the_last_two():
+    dataset = image_dataset()
+    report = probe_report(tiny_encoder(dataset), dataset, ProbeConfig(knn_k=5))
+    assert list(report["pretrained"]["layers_val"]) == ["layer 1", "layer 2", "layer 3", "layers 2+3"]
+    best = max(report["pretrained"]["layers_val"].items(), key=lambda kv: kv[1])
+    assert report["pretrained"]["linear"]["layer"] == best[0]
+    assert len(embed_layers(tiny_encoder(dataset), dataset, np.arange(7), 3)) == 3
+
+
+def test_baselines_follow_the_modality():
+    def named(spec, metric="accuracy"):
+        return baseline_names(Dataset("x", spec, None, None, {}, metric=metric))
+
+    assert named(ImagePatches(height=8, width=8, patch=2)) == ["raw linear", "cnn"]
+    assert named(smiles_spec()) == ["raw linear", "ecfp4 forest"]
+    assert named(smiles_spec(), "rmse") == ["raw linear", "ecfp4 ridge"]
+    assert named(protein_spec()) == named(ByteSequence()) == ["raw linear", "k-mers"]
+    assert named(FeatureTokens(features=("a", "b"))) == named(ValueSet()) == ["raw linear", "boosted trees"]
+
+
+def test_fingerprints_and_kmers():
+    pytest.importorskip("rdkit")
+    spec = smiles_spec(max_tokens=8)
+    smiles = ["CCO", "c1ccccc1", "C(C(C(C(C"]  # the last is no molecule: zero bits, kept
+    dataset = Dataset("m", spec, spec.tokenize(smiles), np.zeros(3), {})
+    bits = fingerprints(dataset, np.arange(3))
+    assert bits.shape == (3, 2048) and bits[0].sum() > 0 and bits[1].sum() > 0 and bits[2].sum() == 0
+    text = ByteSequence(max_tokens=8)
+    docs = Dataset("t", text, text.tokenize(["abab", "abba", "ba"]), np.zeros(3), {})
+    features = kmer_features(docs, {"train": np.array([0, 1]), "val": np.array([2])})
+    assert features["train"].shape[0] == 2 and features["val"].shape == (1, features["train"].shape[1])
+    assert features["train"].shape[1] == 4  # a, b, ab, ba: the k-mers seen in both training texts (min_df=2)
+
+
+def test_uniform_alone_takes_the_modality_range():
+    assert parse_ratio("uniform", spec=ImagePatches(height=8, width=8, patch=2)) == UniformRatio(0.6, 0.9)
+    assert parse_ratio("uniform", spec=ByteSequence()) == UniformRatio(0.05, 0.45)
+    assert parse_ratio("uniform", spec=FeatureTokens(features=("a",))) == UniformRatio(0.1, 0.5)
+
+
+def test_finetune_overrides_are_checked():
+    assert finetune_config(["finetune.lr=[1e-3,3e-4]", "finetune.epochs=5"]).lr == (1e-3, 3e-4)
+    with pytest.raises(Exception, match="unknown setting 'finetune.bogus'"):
+        finetune_config(["finetune.bogus=1"])
+
+
+def test_ties_are_marked_within_the_spread():
+    rows = [
+        {"dataset": "d", "metric": "accuracy", "strategy": s, "seed": i, "steps": 10, "seconds": 1,
+         "samples_per_s": 1, "probe": v, "knn": v}
+        for s, values in (("a", (0.80, 0.82)), ("b", (0.80, 0.81)), ("c", (0.50, 0.51)))
+        for i, v in enumerate(values)
+    ]  # fmt: skip
+    table = markdown(rows)
+    line = {row.split("|")[1].strip(): row for row in table.splitlines() if row.startswith("| ")}
+    assert "**0.8100 ± 0.0100**" in line["a"] and "**0.8050 ± 0.0050**" in line["b"]
+    assert "**" not in line["c"]
+
+
+@pytest.fixture()
+def image_file(tmp_path):
+    path = tmp_path / "toy.npz"
+    x, y = images(120)
+    np.savez(path, x=(x * 255).clip(0, 255).astype(np.uint8), y=y)
+    return path
+
+
+def test_bench_writes_results_and_never_reruns_a_finished_cell(image_file, tmp_path, monkeypatch):
+    out = tmp_path / "bench"
+    plan = BenchPlan(datasets=[str(image_file)], strategies=["random", "r2mae"], seeds=1, steps=[4], labels=[0.5])
+    overrides = [*TINY, "train.batch_size=16", "probe.knn_k=5", "finetune.max_steps=6", "finetune.evals=2"]
+    run_bench(plan, Config(), out, overrides)
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [r["strategy"] for r in rows] == ["random", "r2mae", "scratch", "raw linear", "cnn"]
+    assert all(r["ft_0.5"] for r in rows) and rows[0]["probe_layer"].startswith("layer")
+    assert rows[0]["config_hash"] != rows[1]["config_hash"] and rows[0]["steps"] == "4"
+    assert (out / "results.md").exists() and (out / "scores.png").exists() and (out / "label_fraction.png").exists()
+
+    def no_pretraining(*args, **kwargs):
+        raise AssertionError("a finished cell was run again")
+
+    monkeypatch.setattr("anymae.train.pretrain", no_pretraining)
+    monkeypatch.setattr(bench_module, "finetune_encoder", no_pretraining)
+    run_bench(plan, Config(), out, overrides)
+    assert list(csv.DictReader(open(out / "results.csv"))) == rows
+
+
+def test_cli_finetune_writes_its_report(image_file, tmp_path):
+    run = tmp_path / "run"
+    assert main(["pretrain", "--data", str(image_file), "--steps", "3", "--out", str(run), *TINY]) == 0
+    argv = ["finetune", "--checkpoint", str(run), "--labels", "0.5", "--seeds", "1", "--save-weights"]
+    assert main([*argv, "finetune.max_steps=4", "finetune.evals=2", "--no-baselines"]) == 0
+    report = json.loads((run / "finetune.json").read_text())
+    assert set(report["fractions"]["0.5"]) == {"n_labels", "pretrained", "scratch"}
+    assert (run / "finetuned" / "pretrained-0.5-seed0.safetensors").exists()
+    assert main(["finetune", "--checkpoint", str(run), "--labels", "2"]) == 2
