@@ -253,3 +253,10 @@ def test_cli_finetune_writes_its_report(image_file, tmp_path):
     assert set(report["fractions"]["0.5"]) == {"n_labels", "pretrained", "scratch"}
     assert (run / "finetuned" / "pretrained-0.5-seed0.safetensors").exists()
     assert main(["finetune", "--checkpoint", str(run), "--labels", "2"]) == 2
+
+
+def test_new_commands_have_help():
+    for argv in (["finetune", "--help"], ["bench", "--help"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 0

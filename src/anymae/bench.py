@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,7 +153,8 @@ class Bench:
             for steps in self.steps:
                 for strategy in self.plan.strategies:
                     if strategy == "block" and dataset.spec.grid is None:
-                        continue  # block masks need a 2-D grid; span is their 1-D form
+                        print(f"bench: {name}: block masks need tokens on a 2-D grid; skipped", file=sys.stderr)
+                        continue
                     for seed in range(self.seeds):
                         self.cell(config, dataset, strategy, steps, seed)
             for seed in range(self.seeds):
@@ -180,6 +182,7 @@ class Bench:
         if self.finished(dataset.name, strategy, seed, digest):
             return
         run_dir = self.out / "runs" / slug(dataset.name) / f"{strategy}-{digest}" / f"seed{seed}"
+        print(f"bench: {dataset.name}, {strategy}, {steps} steps, seed {seed} -> {run_dir}", file=sys.stderr)
         pretrain(cell, run_dir, resume=(run_dir / FILENAME).exists(), dataset=dataset)
         seconds, rate = pretraining_cost(run_dir, min(cell.train.batch_size, len(dataset.splits["train"])))
         model, _ = load_model(run_dir, dataset)
@@ -199,6 +202,7 @@ class Bench:
         names = [REFERENCE, *baseline_names(dataset)]
         if all(self.finished(dataset.name, name, seed, digest) for name in names):
             return
+        print(f"bench: {dataset.name}, {', '.join(names)}, seed {seed}", file=sys.stderr)
         import torch
 
         torch.manual_seed(0)  # as evaluate.untrained_like
