@@ -15,8 +15,8 @@ from anymae import bench as bench_module
 from anymae.baselines import baseline_names, fingerprints, kmer_features
 from anymae.bench import BenchPlan, markdown, run_bench
 from anymae.cli import main
-from anymae.config import Config, ModelConfig, ProbeConfig
-from anymae.data import Dataset
+from anymae.config import Config, DataConfig, ModelConfig, ProbeConfig
+from anymae.data import Dataset, load_dataset
 from anymae.data.dataset import random_splits
 from anymae.evaluate import embed_layers, pooled_layers, probe_report
 from anymae.finetune import (
@@ -242,6 +242,24 @@ def test_bench_writes_results_and_never_reruns_a_finished_cell(image_file, tmp_p
     monkeypatch.setattr(bench_module, "finetune_encoder", no_pretraining)
     run_bench(plan, Config(), out, overrides)
     assert list(csv.DictReader(open(out / "results.csv"))) == rows
+
+
+def test_bench_choices_do_not_read_the_test_labels(image_file, tmp_path):
+    dataset = load_dataset(DataConfig(name=str(image_file)))
+    archive = np.load(image_file)
+    y = archive["y"].copy()
+    test = dataset.splits["test"]
+    y[test] = np.random.default_rng(1).permutation(y[test])
+    shuffled = tmp_path / "shuffled" / image_file.name  # same file name: the same dataset name
+    shuffled.parent.mkdir()
+    np.savez(shuffled, x=archive["x"], y=y)
+    picked = []
+    for path, out in ((image_file, tmp_path / "a"), (shuffled, tmp_path / "b")):
+        plan = BenchPlan(datasets=[str(path)], strategies=["random"], seeds=1, steps=[3], labels=[0.5])
+        run_bench(plan, Config(), out, [*TINY, "train.batch_size=16", "probe.knn_k=5", "finetune.max_steps=4"])
+        rows = list(csv.DictReader(open(out / "results.csv")))
+        picked.append([(r["strategy"], r["probe_layer"], r["probe_C"]) for r in rows])
+    assert picked[0] == picked[1] and all(c for _, _, c in picked[0][:2])
 
 
 def test_cli_finetune_writes_its_report(image_file, tmp_path):

@@ -59,7 +59,7 @@ QUICK = [
 ]
 QUICK_FINETUNE = FinetuneConfig(labels=(0.01,), seeds=1, max_steps=30, evals=3, max_val=300)
 FIXED_COLUMNS = ["dataset", "metric", "strategy", "seed", "config_hash", "steps", "seconds", "samples_per_s"]
-SCORES = ["probe", "probe_layer", "knn"]
+SCORES = ["probe", "probe_layer", "probe_C", "knn"]
 
 
 @dataclass
@@ -248,6 +248,7 @@ class Bench:
         return {
             "probe": result["linear"]["test"],
             "probe_layer": result["linear"]["layer"],
+            "probe_C": result["linear"]["C"],
             "knn": result["knn"]["test"],
         }
 
