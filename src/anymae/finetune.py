@@ -45,6 +45,7 @@ class FinetuneConfig:
     evals: int = 15  # validation passes per run (evenly spaced)
     patience: int = 5  # stop after this many passes without a better validation score
     max_val: int = 2000  # validation examples used for selection (subsampled with a fixed seed)
+    head_init: str = "probe"  # probe: the head starts as a linear probe on the frozen features (LP-FT); random
     threads: int = 0  # torch CPU threads; 0 = torch's default
 
 
@@ -202,8 +203,11 @@ def fit(net: nn.Module, groups: list[dict], task: Task, config: FinetuneConfig, 
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     order, cursor = rng.permutation(train), 0
-    best = {"val": None, "step": 0, "state": copy.deepcopy(net.state_dict())}
-    stale, step, started = 0, 0, time.perf_counter()
+    started = time.perf_counter()
+    # step 0 is a candidate too: with a probe-initialised head, fine-tuning must beat the probe on val
+    initial = score_outputs(task.metric, y[task.splits["val"]], predict(net, task, "val", mean, std))
+    best = {"val": initial, "step": 0, "state": copy.deepcopy(net.state_dict())}
+    stale, step = 0, 0
     while step < steps and stale < config.patience:
         if cursor + batch_size > len(order):
             order, cursor = rng.permutation(train), 0
@@ -225,7 +229,7 @@ def fit(net: nn.Module, groups: list[dict], task: Task, config: FinetuneConfig, 
         step += 1
         if step % every == 0 or step == steps:
             val = score_outputs(task.metric, y[task.splits["val"]], predict(net, task, "val", mean, std))
-            if best["val"] is None or better(task.metric, val, best["val"]):
+            if better(task.metric, val, best["val"]):
                 best, stale = {"val": val, "step": step, "state": copy.deepcopy(net.state_dict())}, 0
             else:
                 stale += 1
@@ -283,9 +287,64 @@ def finetune_encoder(
             else MaskedAutoencoder(dataset.spec, ModelConfig(**vars(model_config)))
         )
         net = EncoderHead(encoder, n_outputs(dataset))
+        if config.head_init == "probe":
+            probe_head(net, task)
+        elif config.head_init != "random":
+            raise UserError(f"finetune.head_init must be probe or random, not '{config.head_init}'")
         return net, param_groups(net, model_config.depth, config.layer_decay, config.weight_decay)
 
     return fit_recipes(build, task, config, seed)
+
+
+PROBE_HEAD_MAX = 5000  # training examples the head's probe is fitted on (a fixed subsample)
+
+
+def probe_head(net: EncoderHead, task: Task) -> None:
+    """Start the head as the linear probe (logistic or ridge, C chosen on validation) on the frozen,
+    normed, pooled features: fine-tuning then starts from the probe's solution, not a random head."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    from anymae.evaluate import REGULARISATION, score
+
+    train = task.splits["train"]
+    if len(train) > PROBE_HEAD_MAX:
+        train = np.sort(np.random.default_rng(0).choice(train, PROBE_HEAD_MAX, replace=False))
+    net.eval()
+    with torch.no_grad():
+        features = {}
+        for split, index in (("train", train), ("val", task.splits["val"])):
+            parts = []
+            for s in range(0, len(index), 512):
+                encoded = net.encoder.encode(task.inputs(index[s : s + 512]))
+                parts.append(net.norm(pool(encoded.memory, encoded.memory_valid)).float().numpy())
+            features[split] = np.concatenate(parts)
+    y = {"train": task.labels[train], "val": task.labels[task.splits["val"]]}
+    classify = task.metric != "rmse"
+    if classify and len(np.unique(y["train"])) < 2:
+        return  # one class seen: nothing to fit; the head keeps its random init
+    mean, std = (0.0, 1.0) if classify else (float(y["train"].mean()), float(y["train"].std() or 1.0))
+    best = None
+    for c in REGULARISATION:
+        head = LogisticRegression(C=c, max_iter=300) if classify else Ridge(alpha=1.0 / c)
+        head.fit(features["train"], y["train"] if classify else (y["train"] - mean) / std)
+        if classify:
+            val = score(task.metric, head, features["val"], y["val"])
+        else:
+            val = float(np.sqrt(np.mean((head.predict(features["val"]) * std + mean - y["val"]) ** 2)))
+        if best is None or better(task.metric, val, best[0]):
+            best = (val, head)
+    head = best[1]
+    weight = torch.zeros_like(net.head.weight)
+    bias = torch.zeros_like(net.head.bias)
+    coef, intercept = np.atleast_2d(head.coef_), np.atleast_1d(head.intercept_)
+    if classify and len(coef) == 1:  # binary: logits -z/2 and z/2 give the same probabilities
+        coef, intercept = np.concatenate([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+    rows = head.classes_.astype(int) if classify else np.arange(1)
+    weight[rows] = torch.as_tensor(coef, dtype=weight.dtype)
+    bias[rows] = torch.as_tensor(intercept, dtype=bias.dtype)
+    with torch.no_grad():
+        net.head.weight.copy_(weight)
+        net.head.bias.copy_(bias)
 
 
 def selection_splits(dataset: Dataset, config: FinetuneConfig) -> dict[str, np.ndarray]:
