@@ -301,3 +301,16 @@ def test_the_head_starts_as_the_best_probe_on_validation(classes):
     best = max(fits, key=lambda m: m.score(z["val"], y["val"]))  # the first of equal scores, as probe_head
     head_predictions = outputs_of(net, task, task.splits["test"]).argmax(1)
     assert np.array_equal(head_predictions, best.predict(z["test"]))
+
+
+def test_bench_pretrains_on_one_dataset_and_evaluates_on_another(image_file, tmp_path):
+    corpus = tmp_path / "corpus.npz"
+    x, _ = images(60, seed=7)
+    np.savez(corpus, x=(x * 255).astype(np.uint8))  # unlabelled
+    name = f"{corpus}:{image_file}"
+    plan = BenchPlan(datasets=[name], strategies=["random"], seeds=1, steps=[2], labels=[0.5])
+    run_bench(plan, Config(), tmp_path / "b", [*TINY, "train.batch_size=16", "probe.knn_k=5", "finetune.max_steps=2"])
+    rows = list(csv.DictReader(open(tmp_path / "b" / "results.csv")))
+    assert {r["dataset"] for r in rows} == {name} and rows[0]["strategy"] == "random"
+    (config,) = (tmp_path / "b" / "runs").rglob("config.yaml")
+    assert str(corpus) in config.read_text()

@@ -145,18 +145,23 @@ class Bench:
 
     def run(self) -> None:
         for name in self.plan.datasets:
+            corpus_name, _, task_name = name.partition(":")  # PRETRAIN:TASK, or one dataset for both
             config = copy.deepcopy(self.base)
-            config.data.name = name
-            dataset = load_dataset(config.data)
+            config.data.name = corpus_name
+            corpus = load_dataset(config.data)
+            dataset = load_dataset(dataclasses.replace(config.data, name=task_name)) if task_name else corpus
+            dataset.name = name
             if dataset.labels is None or dataset.task == "none" or dataset.metric not in HIGHER_IS_BETTER:
-                raise UserError(f"bench: dataset '{name}' has no labels to score (give a labelled dataset)")
+                raise UserError(
+                    f"bench: dataset '{name}' has no labels to score (give a labelled dataset, or PRETRAIN:TASK)"
+                )
             for steps in self.steps:
                 for strategy in self.plan.strategies:
                     if strategy == "block" and dataset.spec.grid is None:
                         print(f"bench: {name}: block masks need tokens on a 2-D grid; skipped", file=sys.stderr)
                         continue
                     for seed in range(self.seeds):
-                        self.cell(config, dataset, strategy, steps, seed)
+                        self.cell(config, corpus, dataset, strategy, steps, seed)
             for seed in range(self.seeds):
                 self.references(config, dataset, seed)
 
@@ -174,7 +179,8 @@ class Bench:
             values["train"].pop(key)
         return config_hash([values, dataclasses.asdict(self.finetune), *parts])
 
-    def cell(self, config: Config, dataset: Dataset, strategy: str, steps: int, seed: int) -> None:
+    def cell(self, config: Config, corpus: Dataset, dataset: Dataset, strategy: str, steps: int, seed: int) -> None:
+        """Pretrain on `corpus`, then probe and fine-tune on `dataset` (the same one unless PRETRAIN:TASK)."""
         from anymae.train import load_model, pretrain
 
         cell = self.cell_config(config, strategy, steps, seed)
@@ -183,8 +189,8 @@ class Bench:
             return
         run_dir = self.out / "runs" / slug(dataset.name) / f"{strategy}-{digest}" / f"seed{seed}"
         print(f"bench: {dataset.name}, {strategy}, {steps} steps, seed {seed} -> {run_dir}", file=sys.stderr)
-        pretrain(cell, run_dir, resume=(run_dir / FILENAME).exists(), dataset=dataset)
-        seconds, rate = pretraining_cost(run_dir, min(cell.train.batch_size, len(dataset.splits["train"])))
+        pretrain(cell, run_dir, resume=(run_dir / FILENAME).exists(), dataset=corpus)
+        seconds, rate = pretraining_cost(run_dir, min(cell.train.batch_size, len(corpus.splits["train"])))
         model, _ = load_model(run_dir, dataset)
         row = self.row(dataset, strategy, seed, digest, steps, seconds, rate)
         row.update(self.probe(model, dataset, cell))

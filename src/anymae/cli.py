@@ -432,7 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
         "seed. Resumable: cells already in OUT/results.csv are never rerun. Writes OUT/results.csv, "
         "OUT/results.md (mean ± std, ties marked) and OUT/*.png.",
     )
-    p.add_argument("--data", required=True, help="datasets, comma-separated (built-in names or file paths)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="datasets, comma-separated (built-in names or file paths); PRETRAIN:TASK pretrains on one and "
+        "evaluates on the other (e.g. uniprot-20k:amp)",
+    )
     p.add_argument(
         "--strategies",
         default="random,r2mae,sma,informed,attg",

@@ -14,12 +14,14 @@ import math
 import sys
 import time
 import typing
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, roc_auc_score
 from torch import nn
 from tqdm import tqdm
@@ -326,7 +328,9 @@ def probe_head(net: EncoderHead, task: Task) -> None:
     best = None
     for c in REGULARISATION:
         head = LogisticRegression(C=c, max_iter=300) if classify else Ridge(alpha=1.0 / c)
-        head.fit(features["train"], y["train"] if classify else (y["train"] - mean) / std)
+        with warnings.catch_warnings():  # a start for fine-tuning: an unconverged large-C fit is fine
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            head.fit(features["train"], y["train"] if classify else (y["train"] - mean) / std)
         if classify:
             val = score(task.metric, head, features["val"], y["val"])
         else:
