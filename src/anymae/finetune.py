@@ -38,15 +38,15 @@ class FinetuneConfig:
     labels: tuple[float, ...] = (0.01, 0.1, 1.0)  # fractions of the training labels
     seeds: int = 3
     epochs: int = 30  # passes over the labelled subset, capped by max_steps
-    max_steps: int = 300
-    batch_size: int = 64
+    max_steps: int = 200
+    batch_size: int = 32
     lr: tuple[float, ...] = (1e-3,)  # several: each is run and validation picks one (the recipe)
     layer_decay: float = 0.75  # lr of layer l = lr * layer_decay ** (top - l)
     weight_decay: float = 0.05
     warmup: float = 0.1  # fraction of the steps with linear warm-up, then cosine to 0
-    evals: int = 15  # validation passes per run (evenly spaced)
+    evals: int = 10  # validation passes per run (evenly spaced), besides the one at step 0
     patience: int = 5  # stop after this many passes without a better validation score
-    max_val: int = 2000  # validation examples used for selection (subsampled with a fixed seed)
+    max_val: int = 1000  # validation examples used for selection (subsampled with a fixed seed)
     head_init: str = "probe"  # probe: the head starts as a linear probe on the frozen features (LP-FT); random
     threads: int = 0  # torch CPU threads; 0 = torch's default
 
