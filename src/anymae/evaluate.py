@@ -37,7 +37,10 @@ def embed(model: MaskedAutoencoder, dataset: Dataset, index: np.ndarray, batch_s
     for start in range(0, len(index), batch_size):
         batch = dataset.tokens.batch(index[start : start + batch_size], dataset.spec.discrete)
         parts.append(model.features(batch).float().numpy())
-    features = np.concatenate(parts) if parts else np.zeros((0, model.config.dim), dtype=np.float32)
+    return finite(np.concatenate(parts) if parts else np.zeros((0, model.config.dim), dtype=np.float32))
+
+
+def finite(features: np.ndarray) -> np.ndarray:
     bad = int((~np.isfinite(features)).any(1).sum())
     if bad:  # finite but huge weights (a run stopped as it diverged) can overflow the encoder
         raise UserError(
@@ -85,7 +88,7 @@ def embed_layers(
         for layer, pooled in enumerate(pooled_layers(model, batch)):
             parts[layer].append(pooled.float().numpy())
     empty = np.zeros((0, model.config.dim), dtype=np.float32)
-    return [np.concatenate(p) if p else empty for p in parts]
+    return [finite(np.concatenate(p)) if p else empty for p in parts]
 
 
 HIGHER_IS_BETTER = {"accuracy": True, "roc_auc": True, "rmse": False}

@@ -63,6 +63,8 @@ def finetune_config(overrides: list[str], base: FinetuneConfig | None = None) ->
             raise UserError(f"command line: unknown setting '{key}' (known: {known})")
         kind = hints[name]
         if typing.get_origin(kind) is tuple:
+            if isinstance(value, str):  # '[1e-3,3e-4]' or '1e-3,3e-4'
+                value = [v for v in value.strip("[]").split(",") if v.strip()]
             items = value if isinstance(value, list) else [value]
             value = tuple(as_float(v, key) for v in items)
         elif kind is float:

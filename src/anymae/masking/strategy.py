@@ -332,7 +332,7 @@ def check_strategy(config: MaskingConfig, model: ModelConfig, spec: ModalitySpec
         raise UserError(f"{what} needs per-token features: use model.mode=self")
     if not 0 <= config.cut_layer <= model.depth:
         raise UserError(f"masking.cut_layer must be 0 (the last layer) or a layer from 1 to {model.depth}")
-    if config.ratio:
+    if config.ratio and config.ratio != "uniform":  # 'uniform' takes the spec's range in build_strategy
         parse_ratio(config.ratio, config.per_sample)
     if spec is not None and selector.needs_grid and spec.grid is None:
         raise UserError(
