@@ -314,3 +314,16 @@ def test_bench_pretrains_on_one_dataset_and_evaluates_on_another(image_file, tmp
     assert {r["dataset"] for r in rows} == {name} and rows[0]["strategy"] == "random"
     (config,) = (tmp_path / "b" / "runs").rglob("config.yaml")
     assert str(corpus) in config.read_text()
+
+
+def test_regression_is_fine_tuned_and_scored_by_rmse():
+    dataset = image_dataset()
+    x = dataset.tokens.inputs
+    dataset.labels = x.reshape(len(x), -1).mean(1).astype(np.float64) * 10  # brightness
+    dataset.task, dataset.metric = "regression", "rmse"
+    config = dataclasses.replace(TINY_FT, labels=(0.5,), seeds=1)
+    entry = finetune_report(tiny_encoder(dataset), dataset, config)["fractions"]["0.5"]
+    spread = float(np.std(dataset.labels[dataset.splits["test"]]))
+    for name in ("pretrained", "scratch", "raw linear", "cnn"):
+        assert 0 <= entry[name]["mean"] < 3 * spread
+    assert entry["raw linear"]["mean"] < spread  # brightness is linear in the pixels: better than the mean
