@@ -271,6 +271,8 @@ def test_cli_finetune_writes_its_report(image_file, tmp_path):
     assert set(report["fractions"]["0.5"]) == {"n_labels", "pretrained", "scratch"}
     assert (run / "finetuned" / "pretrained-0.5-seed0.safetensors").exists()
     assert main(["finetune", "--checkpoint", str(run), "--labels", "2"]) == 2
+    assert main(["bench", "--data", "digits", "--steps", "ten", "--out", str(tmp_path / "b")]) == 2
+    assert main(["bench", "--data", "digits", "--strategies", "bogus", "--out", str(tmp_path / "b")]) == 2
 
 
 def test_new_commands_have_help():

@@ -216,6 +216,13 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_steps(text: str) -> list[int]:
+    parts = text.split(",")
+    if not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise UserError(f"--steps '{text}': give positive step counts, e.g. 500 or 250,500,1000")
+    return [int(p) for p in parts]
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from anymae.bench import BenchPlan, run_bench
     from anymae.config import load_config
@@ -224,7 +231,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         datasets=[name for name in args.data.split(",") if name],
         strategies=[name for name in args.strategies.split(",") if name],
         seeds=args.seeds,
-        steps=[int(s) for s in args.steps.split(",")] if args.steps else [],
+        steps=parse_steps(args.steps) if args.steps else [],
         labels=parse_fractions(args.labels) if args.labels else [],
         quick=args.quick,
     )
