@@ -23,7 +23,6 @@ from anymae.config import ModelConfig, ProbeConfig
 from anymae.data import Dataset
 from anymae.errors import UserError
 from anymae.model import MaskedAutoencoder
-from anymae.model.mae import keep_visible
 from anymae.tokens import TokenArrays
 
 REGULARISATION = (0.001, 0.01, 0.1, 1.0, 10.0)  # logistic C, or ridge 1/alpha
@@ -63,11 +62,8 @@ def pooled_layers(model: MaskedAutoencoder, batch) -> list[torch.Tensor]:
     Follows `MaskedAutoencoder.encode`, keeping each layer's output on the way.
     """
     x = model.embed_tokens(batch)
-    queries = x if model.latents is None else model.latents.expand(len(x), -1, -1)
-    x, masked, _ = model.guide(queries, x, batch.valid)
-    key_valid = None
-    if model.latents is None:
-        x, key_valid = keep_visible(x, batch.valid & ~masked)
+    latents = None if model.latents is None else model.latents.expand(len(x), -1, -1)
+    x, key_valid, _ = model.guide(x, batch.valid, latents)
     outputs = [x]
     for block in model.blocks:
         x = block(x, key_valid=key_valid)
