@@ -430,12 +430,18 @@ def format_finetune(report: dict) -> str:
     metric = report["metric"]
     fractions = report["fractions"]
     names = list(next(iter(fractions.values())).keys())[1:] if fractions else []
+    seeds = report["recipe"]["seeds"]
+    spread = "mean ± std over {seeds} seeds" if seeds > 1 else "one seed (no spread: run --seeds 3 for one)"
     lines = [
         f"{report['dataset']}: fine-tuning, {metric} on the test split ({report['sizes']['test']} examples; "
-        f"chosen on {report['sizes']['val']} validation examples), mean ± std over {report['recipe']['seeds']} seeds",
+        f"chosen on {report['sizes']['val']} validation examples), {spread.format(seeds=seeds)}",
         f"{'labels':<16}" + "".join(f"{name:>19}" for name in names),
     ]
+
+    def cell(stats: dict) -> str:
+        return f"{stats['mean']:>11.4f} ± {stats['std']:.3f}" if seeds > 1 else f"{stats['mean']:>19.4f}"
+
     for fraction, entry in fractions.items():
-        cells = "".join(f"{entry[n]['mean']:>11.4f} ± {entry[n]['std']:.3f}" for n in names)
+        cells = "".join(cell(entry[n]) for n in names)
         lines.append(f"{fraction + ' (' + str(entry['n_labels']) + ')':<16}{cells}")
     return "\n".join(lines)
