@@ -10,6 +10,10 @@ set -euo pipefail
 out=${1:-benchmarks/results/bench}
 bin=${BIN:-.venv/bin}
 strategies=random,r2mae,sma,informed,attg,span
+for name in GunPoint breast-cancer higgs-like quark-gluon freesolv solubility uniprot-20k amp \
+  rotten-tomatoes fashion-mnist; do
+  "$bin/anymae" data install "$name" >/dev/null  # what this machine lacks (skipped when ready)
+done
 bench() {
   "$bin/anymae" bench --seeds 3 --labels 0.01,0.1,1.0 --out "$out" "$@" \
     probe.max_train=2000 finetune.max_steps=100 finetune.evals=5
