@@ -216,6 +216,26 @@ def test_ties_are_marked_within_the_spread():
     assert "**" not in line["c"]
 
 
+def test_verdicts_say_beats_ties_or_loses_against_scratch_baselines_and_random():
+    def rows(strategy, steps, values):
+        return [
+            {"dataset": "d", "metric": "rmse", "strategy": strategy, "seed": i, "steps": steps, "seconds": 1,
+             "samples_per_s": 1, "ft_0.1": v}
+            for i, v in enumerate(values)
+        ]  # fmt: skip
+
+    table = markdown(
+        rows("random", 10, (1.0, 1.2))  # 1.1 ± 0.1
+        + rows("sma", 10, (0.5, 0.6))  # best (lower is better): 0.55 ± 0.05
+        + rows("scratch", 0, (0.55, 0.7))  # 0.625 ± 0.075: within the spread of sma
+        + rows("ecfp4 ridge", 0, (0.3, 0.3))  # better than every strategy
+    )
+    assert (
+        "- 0.1 of the labels: best strategy sma (0.5500); ties scratch; loses to ecfp4 ridge (0.3000); "
+        "sma beats random." in table.splitlines()
+    )
+
+
 @pytest.fixture()
 def image_file(tmp_path):
     path = tmp_path / "toy.npz"

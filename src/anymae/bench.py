@@ -327,8 +327,43 @@ def markdown(rows: list[dict]) -> str:
             rate = np.mean([float(r["samples_per_s"]) for r in rs])
             timing = f"{seconds:.0f} | {rate:.0f}" if steps else "- | -"
             lines.append(f"| {strategy} | {steps or '-'} | {len(rs)} | {timing} | " + " | ".join(cells_text) + " |")
-        lines.append("")
+        lines += ["", *verdicts(summary, higher), ""]
     return "\n".join(lines)
+
+
+def compare(a: tuple[float, float], b: tuple[float, float], higher: bool) -> str:
+    """'beats', 'ties' (within the spread) or 'loses to': a against b."""
+    if tied(a, b):
+        return "ties"
+    return "beats" if (a[0] > b[0]) == higher else "loses to"
+
+
+def verdicts(summary: dict[tuple[str, int], dict[str, tuple[float, float]]], higher: bool) -> list[str]:
+    """Per fine-tuning fraction: the best pretrained strategy against scratch and the best baseline,
+    and sma against random; in words, so that a loss reads as one."""
+    pick = max if higher else min
+    lines = []
+    columns = [c for c in dict.fromkeys(c for s in summary.values() for c in s) if c.startswith("ft_")]
+    for column in columns:
+        scored = {key: s[column] for key, s in summary.items() if column in s}
+        pretrained = {key: m for key, m in scored.items() if key[1]}
+        baselines = {key: m for key, m in scored.items() if not key[1] and key[0] != REFERENCE}
+        scratch = next((m for key, m in scored.items() if key[0] == REFERENCE), None)
+        if not pretrained:
+            continue
+        best = pick(pretrained, key=lambda k: pretrained[k][0])
+        parts = [f"best strategy {best[0]} ({pretrained[best][0]:.4f})"]
+        if scratch is not None:
+            parts.append(f"{compare(pretrained[best], scratch, higher)} scratch")
+        if baselines:
+            top = pick(baselines, key=lambda k: baselines[k][0])
+            parts.append(f"{compare(pretrained[best], baselines[top], higher)} {top[0]} ({baselines[top][0]:.4f})")
+        sma = [m for key, m in pretrained.items() if key[0] == "sma"]
+        random = [m for key, m in pretrained.items() if key[0] == "random"]
+        if sma and random:
+            parts.append(f"sma {compare(sma[0], random[0], higher)} random")
+        lines.append(f"- {column[3:]} of the labels: " + "; ".join(parts) + ".")
+    return lines
 
 
 def plots(rows: list[dict], out: Path) -> list[Path]:
