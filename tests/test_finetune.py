@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from anymae import bench as bench_module
-from anymae.baselines import baseline_names, fingerprints, kmer_features
+from anymae.baselines import baseline_names, boosted_trees, fingerprints, kmer_features
 from anymae.bench import BenchPlan, markdown, run_bench
 from anymae.cli import main
 from anymae.config import Config, DataConfig, ModelConfig, ProbeConfig
@@ -177,6 +177,14 @@ def test_baselines_follow_the_modality():
     assert named(FeatureTokens(features=("a", "b"))) == named(ValueSet()) == ["raw linear", "boosted trees"]
 
 
+def test_boosted_trees_split_even_a_handful_of_labels():
+    rng = np.random.default_rng(0)
+    y = {split: np.arange(n) % 2 for split, n in (("train", 6), ("val", 40), ("test", 40))}
+    x = {split: (labels * 2.0 + rng.normal(0, 0.1, len(labels)))[:, None] for split, labels in y.items()}
+    result = boosted_trees("accuracy", x, y, seed=0)
+    assert result["val"] == 1.0 and result["test"] == 1.0  # not the majority class (0.5)
+
+
 def test_fingerprints_and_kmers():
     pytest.importorskip("rdkit")
     spec = smiles_spec(max_tokens=8)
@@ -231,7 +239,7 @@ def test_verdicts_say_beats_ties_or_loses_against_scratch_baselines_and_random()
         + rows("ecfp4 ridge", 0, (0.3, 0.3))  # better than every strategy
     )
     assert (
-        "- 0.1 of the labels: best strategy sma (0.5500); ties scratch; loses to ecfp4 ridge (0.3000); "
+        "- 10% of the labels: best strategy sma (0.5500); ties scratch; loses to ecfp4 ridge (0.3000); "
         "sma beats random." in table.splitlines()
     )
 

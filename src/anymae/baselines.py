@@ -80,10 +80,15 @@ def pick(metric: str, candidates: dict[str, object], features: dict, labels: dic
 
 def boosted_trees(metric: str, features: dict, labels: dict, seed: int) -> dict:
     kind = HistGradientBoostingRegressor if metric == "rmse" else HistGradientBoostingClassifier
+    # min_samples_leaf is in the grid: at its default (20) a tree cannot split 34 labels, and the
+    # model then predicts the majority class
     candidates = {
-        f"leaves={leaves}, lr={lr}": kind(max_leaf_nodes=leaves, learning_rate=lr, max_iter=200, random_state=seed)
+        f"leaves={leaves}, lr={lr}, min_leaf={leaf}": kind(
+            max_leaf_nodes=leaves, learning_rate=lr, min_samples_leaf=leaf, max_iter=200, random_state=seed
+        )
         for leaves in (7, 31)
         for lr in (0.05, 0.2)
+        for leaf in (1, 5, 20)
     }
     return pick(metric, candidates, features, labels)
 

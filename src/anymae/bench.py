@@ -362,7 +362,7 @@ def verdicts(summary: dict[tuple[str, int], dict[str, tuple[float, float]]], hig
         random = [m for key, m in pretrained.items() if key[0] == "random"]
         if sma and random:
             parts.append(f"sma {compare(sma[0], random[0], higher)} random")
-        lines.append(f"- {column[3:]} of the labels: " + "; ".join(parts) + ".")
+        lines.append(f"- {float(column[3:]):.0%} of the labels: " + "; ".join(parts) + ".")
     return lines
 
 
