@@ -339,8 +339,8 @@ def compare(a: tuple[float, float], b: tuple[float, float], higher: bool) -> str
 
 
 def verdicts(summary: dict[tuple[str, int], dict[str, tuple[float, float]]], higher: bool) -> list[str]:
-    """Per fine-tuning fraction: the best pretrained strategy against scratch and the best baseline,
-    and sma against random; in words, so that a loss reads as one."""
+    """Per fine-tuning fraction, in words (so that a loss reads as one): random masks, the default and
+    chosen by nobody, against scratch and the best baseline; then the best strategy, and sma vs random."""
     pick = max if higher else min
     lines = []
     columns = [c for c in dict.fromkeys(c for s in summary.values() for c in s) if c.startswith("ft_")]
@@ -349,20 +349,22 @@ def verdicts(summary: dict[tuple[str, int], dict[str, tuple[float, float]]], hig
         pretrained = {key: m for key, m in scored.items() if key[1]}
         baselines = {key: m for key, m in scored.items() if not key[1] and key[0] != REFERENCE}
         scratch = next((m for key, m in scored.items() if key[0] == REFERENCE), None)
-        if not pretrained:
-            continue
-        best = pick(pretrained, key=lambda k: pretrained[k][0])
-        parts = [f"best strategy {best[0]} ({pretrained[best][0]:.4f})"]
-        if scratch is not None:
-            parts.append(f"{compare(pretrained[best], scratch, higher)} scratch")
-        if baselines:
-            top = pick(baselines, key=lambda k: baselines[k][0])
-            parts.append(f"{compare(pretrained[best], baselines[top], higher)} {top[0]} ({baselines[top][0]:.4f})")
-        sma = [m for key, m in pretrained.items() if key[0] == "sma"]
-        random = [m for key, m in pretrained.items() if key[0] == "random"]
-        if sma and random:
-            parts.append(f"sma {compare(sma[0], random[0], higher)} random")
-        lines.append(f"- {float(column[3:]):.0%} of the labels: " + "; ".join(parts) + ".")
+        random = next((m for key, m in pretrained.items() if key[0] == "random"), None)
+        parts = []
+        if random is not None:
+            against = [f"{compare(random, scratch, higher)} scratch"] if scratch is not None else []
+            if baselines:
+                top = pick(baselines, key=lambda k: baselines[k][0])
+                against.append(f"{compare(random, baselines[top], higher)} {top[0]} ({baselines[top][0]:.4f})")
+            parts.append(f"random ({random[0]:.4f}) " + (" and ".join(against) or "alone"))
+        if pretrained:
+            best = pick(pretrained, key=lambda k: pretrained[k][0])
+            parts.append(f"best strategy {best[0]} ({pretrained[best][0]:.4f})")
+        sma = next((m for key, m in pretrained.items() if key[0] == "sma"), None)
+        if sma is not None and random is not None:
+            parts.append(f"sma {compare(sma, random, higher)} random")
+        if parts:
+            lines.append(f"- {float(column[3:]):.0%} of the labels: " + "; ".join(parts) + ".")
     return lines
 
 
