@@ -155,6 +155,8 @@ class Bench:
                 raise UserError(
                     f"bench: dataset '{name}' has no labels to score (give a labelled dataset, or PRETRAIN:TASK)"
                 )
+            for seed in range(self.seeds):  # first, so that a part-finished run can already be compared
+                self.references(config, dataset, seed)
             for steps in self.steps:
                 for strategy in self.plan.strategies:
                     if strategy == "block" and dataset.spec.grid is None:
@@ -162,8 +164,6 @@ class Bench:
                         continue
                     for seed in range(self.seeds):
                         self.cell(config, corpus, dataset, strategy, steps, seed)
-            for seed in range(self.seeds):
-                self.references(config, dataset, seed)
 
     def cell_config(self, config: Config, strategy: str, steps: int, seed: int) -> Config:
         cell = copy.deepcopy(config)
@@ -278,11 +278,11 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def groups(rows: list[dict]) -> dict[str, dict[tuple[str, int], list[dict]]]:
-    """dataset -> (strategy, steps) -> rows, in the order first seen."""
+    """dataset -> (strategy, steps) -> rows, in the order first seen; pretrained strategies before the references."""
     out: dict[str, dict[tuple[str, int], list[dict]]] = {}
     for r in rows:
         out.setdefault(r["dataset"], {}).setdefault((r["strategy"], int(r["steps"])), []).append(r)
-    return out
+    return {name: dict(sorted(cells.items(), key=lambda item: item[0][1] == 0)) for name, cells in out.items()}
 
 
 def tied(a: tuple[float, float], b: tuple[float, float]) -> bool:
