@@ -3,12 +3,13 @@
 Both models are built here with no download, at the same width, depth, heads, decoder, tokens,
 mask ratio and batch (28x28 one-channel images, patch 4 -> 49 tokens, patch 2 -> 196 tokens).
 Full training steps (forward, backward, AdamW) are timed, alternating the models round by round
-in one process so drift on a shared machine hits them alike. Reported per size: samples/s, the
+in one process so drift on a shared machine hits them alike; a model's step time is its median
+round's mean step. Reported per size: samples/s, the
 ratio to the reference, peak memory of a step (CUDA: allocator peak; CPU: growth of the resident
 set in a forked process) and the share of this machine's measured fp32 matmul peak that anymae's
 counted FLOPs reach. Needs the `bench` extra (pip install -e ".[bench]").
 
-    python benchmarks/throughput.py [--tokens 49 196] [--rounds 3] [--steps 3] [--batch-size 256]
+    python benchmarks/throughput.py [--tokens 49 196] [--rounds 3] [--steps 4] [--batch-size 256]
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ STRATEGIES = {
     "random": MaskingConfig(strategy="random"),
     "sma": MaskingConfig(strategy="sma"),
     "informed": MaskingConfig(strategy="informed", start=0.0),
+    # each sample's scores kept for 4 draws (4 epochs): one full pass in 4 steps, as in training after warm-up
+    "informed-keep4": MaskingConfig(strategy="informed", start=0.0, refresh_every=4),
 }
 
 
@@ -134,8 +137,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, nargs="+", default=[49, 196], choices=[16, 49, 196, 784])
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per model per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; each model's step time is the median round")
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per model per round (a round: their mean)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/throughput.json"))
     parser.add_argument("--memory-of", default="", help=argparse.SUPPRESS)  # internal: one model's peak memory
@@ -151,7 +154,7 @@ def main() -> None:
     for n_tokens in args.tokens:
         steps = build_steps(n_tokens, config, ratio, args.batch_size, ["reference", *args.strategies], device)
         parameters = {name: sum(p.numel() for p in step.model.parameters()) for name, step in steps.items()}
-        flops = {name: step_flops(step) for name, step in steps.items()}
+        flops = {name: sum(step_flops(step) for _ in range(args.steps)) / args.steps for name, step in steps.items()}
         if device.type == "cuda":
             memory = {name: peak_memory(step, device) for name, step in steps.items()}
         else:
@@ -161,12 +164,12 @@ def main() -> None:
             step()
         for _ in range(args.rounds):
             for name, step in steps.items():
+                sync(device)
+                start = time.perf_counter()
                 for _ in range(args.steps):
-                    sync(device)
-                    start = time.perf_counter()
                     step()
-                    sync(device)
-                    times[name].append(time.perf_counter() - start)
+                sync(device)
+                times[name].append((time.perf_counter() - start) / args.steps)
         base = statistics.median(times["reference"])
         for name in steps:
             seconds = statistics.median(times[name])
@@ -224,7 +227,9 @@ def build_steps(
     spec = ImagePatches(height=28, width=28, patch=patch)
     images = np.random.default_rng(0).random((batch_size, 28, 28), dtype=np.float32)
     arrays = spec.tokenize(images)
-    batch = TokenBatch(valid=torch.from_numpy(arrays.valid), values=torch.from_numpy(arrays.inputs)).to(device)
+    index = torch.arange(batch_size)  # sample rows, so that kept informed scores are found again
+    batch = TokenBatch(valid=torch.from_numpy(arrays.valid), values=torch.from_numpy(arrays.inputs), index=index)
+    batch = batch.to(device)
     pixels = torch.from_numpy(images)[:, None].to(device)
     steps = {}
     for name in names:

@@ -52,6 +52,13 @@ def sma_config() -> Config:
     return config
 
 
+def informed_config() -> Config:
+    """Informed masks whose scores are kept per sample: per-rank tensor state (a batch of 512: rows recur)."""
+    config = tiny_config(batch_size=512)
+    config.masking.strategy, config.masking.start, config.masking.refresh_every = "informed", 0.0, 2
+    return config
+
+
 def token_config(steps: int = 6, batch_size: int = 32) -> Config:
     """tiny_config trained with TokenSelector masks (ratio 0.5)."""
     config = tiny_config(steps, batch_size)
@@ -122,6 +129,9 @@ def two_process_runs(rank: int, port: int, root: str) -> None:
     pretrain(sma_config(), root_dir / "sma", dataset=dataset)
     pretrain(sma_config(), root_dir / "sma-resumed", dataset=dataset, stop_after=4)
     pretrain(sma_config(), root_dir / "sma-resumed", dataset=dataset, resume=True)
+    pretrain(informed_config(), root_dir / "informed", dataset=dataset)
+    pretrain(informed_config(), root_dir / "informed-resumed", dataset=dataset, stop_after=3)
+    pretrain(informed_config(), root_dir / "informed-resumed", dataset=dataset, resume=True)
     use_token_masks("raise")  # last: the process group does not survive it
     finish(rank, root_dir / "failed", dataset)
 
@@ -208,6 +218,17 @@ def test_resume_on_the_same_world_size_is_exact_with_per_rank_masks(runs):
     assert not torch.equal(straight.generators["mask"], straight.generators["mask.1"])
     assert straight.extra["masking"]["position_mean"] != straight.extra["masking.1"]["position_mean"]
     assert straight.extra == resumed.extra
+
+
+def test_kept_informed_scores_are_saved_per_rank_and_resume_exactly(runs):
+    straight, resumed = load_checkpoint(runs / "informed"), load_checkpoint(runs / "informed-resumed")
+    assert set(straight.masking) == {"masking/scores", "masking/uses", "masking.1/scores", "masking.1/uses"}
+    uses = straight.masking["masking/uses"], straight.masking["masking.1/uses"]
+    assert not torch.equal(*uses) and max(int(u.max()) for u in uses) == 2  # each rank kept its own rows
+    for name in straight.model:
+        assert torch.equal(straight.model[name], resumed.model[name]), name
+    for name in straight.masking:
+        assert torch.equal(straight.masking[name], resumed.masking[name]), name
 
 
 def test_a_non_finite_loss_on_one_rank_stops_both_at_the_same_step(runs):

@@ -51,6 +51,27 @@ def test_self_mode_keeps_exactly_the_visible_tokens():
     assert encoded.memory_valid.sum(1).tolist() == n_visible.tolist()
 
 
+@pytest.mark.parametrize("discrete", [False, True])
+def test_a_known_mask_embeds_only_the_visible_tokens_and_changes_nothing(mode, discrete):
+    """The short path (embed the visible tokens alone) gives what embedding all of them and dropping
+    the masked ones gives (the route a selector's pass takes)."""
+    from anymae.model.attention import keep_visible
+
+    model = tiny_model(discrete=discrete, mode=mode).eval()
+    batch = id_batch() if discrete else value_batch()
+    keep = batch.valid & ~some_mask(batch.valid, 0.6)
+    with torch.no_grad():
+        short, short_valid = model.embed_visible(batch, keep)
+        full, full_valid = keep_visible(model.embed_tokens(batch), keep)
+        assert torch.equal(short_valid, full_valid) and torch.allclose(short, full, atol=1e-6)
+        masked = batch.valid & ~keep
+        latents = None if model.latents is None else model.latents.expand(len(keep), -1, -1)
+        x, key_valid, _ = model.guide(model.embed_tokens(batch), batch.valid, latents, masked=masked)
+        for block in model.blocks:
+            x = block(x, key_valid=key_valid)
+        assert torch.allclose(model.encode(batch, masked=masked).memory, model.norm(x), atol=1e-5)
+
+
 def test_features_use_no_mask_and_are_deterministic(mode):
     model = tiny_model(mode=mode).eval()
     batch = value_batch()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from functools import partial
 
 import pytest
@@ -178,6 +179,22 @@ def test_normalized_cut_recovers_two_clusters_and_main_masks_one_group(seed):
     masked = mask_top(informed_scores(features, valid, y, "main"), valid, torch.tensor([count]))
     assert torch.equal(masked, groups == main_group)
     assert count == 6  # the smaller cluster holds argmax |y| here
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_normalized_cut_is_the_second_generalised_eigenvector_that_eigh_finds(seed):
+    features = torch.randn(1, 24, 8, generator=torch.Generator().manual_seed(seed)).abs()  # a connected graph
+    valid = torch.ones(1, 24, dtype=torch.bool)
+    y = normalized_cut(features, valid, tau=0.2)[0].double()
+    z = torch.nn.functional.normalize(features[0].double(), dim=-1)
+    w = z @ z.T
+    w = torch.where(w < 0.2, torch.full_like(w, 1e-5), w)
+    inv_sqrt = w.sum(1).rsqrt()
+    _, vectors = torch.linalg.eigh(torch.eye(24, dtype=w.dtype) - inv_sqrt[:, None] * w * inv_sqrt[None, :])
+    expected = vectors[:, 1] * inv_sqrt  # (D - W) y = λ D y, second-smallest λ
+    expected = expected - expected.mean()  # the split at mean(y), as normalized_cut returns it
+    cosine = torch.nn.functional.cosine_similarity(y, expected, dim=0)
+    assert abs(float(cosine)) > 0.999
 
 
 def test_normalized_cut_ignores_padding():
@@ -406,3 +423,46 @@ def test_received_attention_is_a_distribution_over_valid_tokens():
     received = model.full_pass(batch).received
     assert torch.allclose(received.sum(1), torch.ones(len(LENGTHS)), atol=1e-5)
     assert (received[~batch.valid] == 0).all()
+
+
+def test_informed_reuses_each_samples_scores_for_refresh_every_draws(monkeypatch):
+    """refresh_every=3: a sample's full pass runs on its 1st and 4th draw; new rows alone are passed."""
+    model = tiny_model().eval()
+    rows_passed = []
+    original = model.full_pass
+    monkeypatch.setattr(model, "full_pass", lambda b, *a: rows_passed.append(b.index.tolist()) or original(b, *a))
+    config = MaskingConfig(strategy="informed", start=0.0, hint=0.0, refresh_every=3)
+    strategy, fresh = build_strategy(config, model.spec), build_strategy(replace(config, refresh_every=1), model.spec)
+    batch = value_batch()
+    batch.index = torch.arange(10, 10 + len(LENGTHS))
+
+    def plan(s, b):
+        return s.plan(model, b, torch.Generator().manual_seed(0), progress=0.5).masked
+
+    first = plan(strategy, batch)
+    assert torch.equal(first, plan(fresh, batch))  # the kept scores are the fresh ones
+    rows_passed.clear()
+    with torch.no_grad():  # the model moves on: reused scores do not follow it, fresh ones do
+        for parameter in model.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=torch.Generator().manual_seed(1)))
+    assert torch.equal(plan(strategy, batch), first) and torch.equal(plan(strategy, batch), first)
+    assert rows_passed == []
+    assert not torch.equal(plan(fresh, batch), first)
+    rows_passed.clear()
+    half = value_batch(seed=1).rows(torch.arange(len(LENGTHS)) < 4)  # 4 new samples, rows 0..3
+    half.index = torch.tensor([10, 11, 90, 91])
+    plan(strategy, half)
+    assert rows_passed == [[10, 11, 90, 91]]  # 10 and 11 were used up (3 draws), 90 and 91 are new
+    assert strategy.selector.uses[[10, 11, 12, 90]].tolist() == [1, 1, 3, 1]
+    rows_passed.clear()
+    plan(strategy, batch)
+    assert rows_passed == [[12, 13, 14, 15, 16, 17]]  # rows 10, 11 still have 2 uses left
+
+
+def test_informed_without_sample_rows_or_with_refresh_every_1_passes_the_whole_batch():
+    model = tiny_model().eval()
+    batch = value_batch()
+    batch.index = torch.arange(len(LENGTHS))
+    strategy = build_strategy(MaskingConfig(strategy="informed", start=0.0), model.spec)
+    strategy.plan(model, batch, torch.Generator().manual_seed(0), progress=0.5)
+    assert strategy.selector.scores is None and strategy.tensors() == {}

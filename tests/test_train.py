@@ -142,6 +142,22 @@ def test_resume_is_exact_with_running_position_means(tmp_path, digits):
         assert torch.equal(a.model[name], b.model[name]), name
 
 
+def test_resume_is_exact_with_kept_informed_scores(tmp_path, digits):
+    config = tiny_config(steps=8)
+    config.train.batch_size = 512  # about 3 batches an epoch: rows are drawn again within the run
+    config.masking.strategy, config.masking.start, config.masking.refresh_every = "informed", 0.0, 2
+    straight = pretrain(config, tmp_path / "straight", dataset=digits)
+    pretrain(config, tmp_path / "resumed", dataset=digits, stop_after=4)
+    kept = load_checkpoint(tmp_path / "resumed").masking
+    assert set(kept) == {"masking/scores", "masking/uses"} and kept["masking/uses"].max() == 2
+    resumed = pretrain(config, tmp_path / "resumed", dataset=digits, resume=True)
+    assert resumed.final_loss == straight.final_loss
+    a, b = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "resumed")
+    assert torch.equal(a.masking["masking/scores"], b.masking["masking/scores"])
+    for name in a.model:
+        assert torch.equal(a.model[name], b.model[name]), name
+
+
 def test_train_step_makes_no_update_on_a_non_finite_loss(digits):
     from anymae.masking import build_strategy
     from anymae.model import MaskedAutoencoder

@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -42,6 +42,7 @@ class Checkpoint:
     optimizer: dict | None  # a torch optimizer state dict
     generators: dict[str, torch.Tensor]  # name -> generator state
     extra: dict  # JSON-able
+    masking: dict[str, torch.Tensor] = field(default_factory=dict)  # a strategy's tensor state (per process)
 
 
 class NonFiniteState(TrainingDiverged):
@@ -113,6 +114,7 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     if bad:
         raise NonFiniteState(f"non-finite values in {len(bad)} tensors ({', '.join(bad[:3])})")
     tensors.update({f"rng.{k}": v for k, v in checkpoint.generators.items()})
+    tensors.update({f"masking.{k}": v.detach().contiguous().cpu() for k, v in checkpoint.masking.items()})
     metadata = {
         "format": FORMAT,
         "step": str(checkpoint.step),
@@ -195,7 +197,7 @@ def read_checkpoint(path: Path, verify: bool) -> Checkpoint:
     check_types(values)
     config = Config.from_dict(values["config"], source=f"{path} (config)")
     for key, value in tensors.items():
-        if key.split(".", 1)[0] not in ("model", "optim", "rng"):
+        if key.split(".", 1)[0] not in ("model", "optim", "rng", "masking"):
             raise Damaged(f"unexpected tensor {key!r}")
         if key.startswith("rng.") and (value.dtype != torch.uint8 or value.numel() != RNG_BYTES):
             raise Damaged(f"RNG state {key!r} has {value.numel()} {value.dtype} values, expected {RNG_BYTES} uint8")
@@ -224,6 +226,7 @@ def read_checkpoint(path: Path, verify: bool) -> Checkpoint:
         optimizer=optimizer,
         generators={k[len("rng.") :]: v for k, v in tensors.items() if k.startswith("rng.")},
         extra=values["extra"],
+        masking={k[len("masking.") :]: v for k, v in tensors.items() if k.startswith("masking.")},
     )
 
 

@@ -70,6 +70,7 @@ class MaskingConfig:
     rank: Literal["main", "ambiguous"] = "main"
     hint: float = 0.1  # share of the chosen tokens swapped for random ones
     cut_tau: float = 0.2  # affinities below this are set to eps
+    refresh_every: int = 1  # informed: reuse a sample's scores the next k - 1 times it is drawn (1 = fresh each time)
     cut_layer: int = 0  # encoder layer whose token features are cut (1 = guide layer; 0 = the last)
     # loss weighting
     loss_weighting: Literal["uniform", "attention-guided"] = "uniform"
@@ -336,6 +337,7 @@ def validate(config: Config) -> Config:
         require(0 <= getattr(k, key) <= 1, f"masking.{key}", "a fraction of training in [0, 1]", getattr(k, key))
     require(0 <= k.hint < 1, "masking.hint", "a share in [0, 1)", k.hint)
     require(0 <= k.cut_tau < 1, "masking.cut_tau", "a similarity threshold in [0, 1)", k.cut_tau)
+    require(k.refresh_every >= 1, "masking.refresh_every", "a whole number of draws, at least 1", k.refresh_every)
     require(
         0 <= k.cut_layer <= m.depth, "masking.cut_layer", f"0 (the last layer) or a layer 1..{m.depth}", k.cut_layer
     )

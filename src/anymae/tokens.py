@@ -24,6 +24,7 @@ class TokenBatch:
     ids: torch.Tensor | None = None
     values: torch.Tensor | None = None
     importance: torch.Tensor | None = None  # (B, N) optional per-token map given with the data
+    index: torch.Tensor | None = None  # (B,) the samples' rows in the dataset (CPU), when drawn from one
 
     @property
     def size(self) -> tuple[int, int]:
@@ -33,11 +34,19 @@ class TokenBatch:
     def n_valid(self) -> torch.Tensor:
         return self.valid.sum(dim=1)
 
+    def rows(self, keep: torch.Tensor) -> TokenBatch:
+        """The samples where `keep` (B,) bool is True."""
+
+        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[keep.to(t.device)]
+
+        return TokenBatch(pick(self.valid), pick(self.ids), pick(self.values), pick(self.importance), pick(self.index))
+
     def to(self, device: torch.device | str) -> TokenBatch:
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device, non_blocking=True)
 
-        return TokenBatch(move(self.valid), move(self.ids), move(self.values), move(self.importance))
+        return TokenBatch(move(self.valid), move(self.ids), move(self.values), move(self.importance), self.index)
 
 
 @dataclass
@@ -54,9 +63,10 @@ class TokenArrays:
     def batch(self, index: np.ndarray, discrete: bool) -> TokenBatch:
         inputs = torch.from_numpy(self.inputs[index])
         importance = None if self.importance is None else torch.from_numpy(self.importance[index]).float()
+        rows, valid = torch.as_tensor(index, dtype=torch.long), torch.from_numpy(self.valid[index])
         if discrete:
-            return TokenBatch(valid=torch.from_numpy(self.valid[index]), ids=inputs, importance=importance)
-        return TokenBatch(valid=torch.from_numpy(self.valid[index]), values=inputs, importance=importance)
+            return TokenBatch(valid=valid, ids=inputs, importance=importance, index=rows)
+        return TokenBatch(valid=valid, values=inputs, importance=importance, index=rows)
 
 
 class ModalitySpec:

@@ -161,6 +161,7 @@ class Run:
 
     def save(self) -> None:
         masking = self.rank.gather("masking", self.strategy.state_dict())  # every process's (all take part)
+        kept = self.rank.gather("masking", self.strategy.tensors())
         state = Checkpoint(
             self.config,
             self.step,
@@ -168,6 +169,7 @@ class Run:
             self.optimizer.state_dict(),
             self.rank.gather("mask", self.generator.get_state()),
             {**masking, "data": data_fingerprint(self.dataset), "spec": spec_to_dict(self.dataset.spec)},
+            {f"{key}/{name}": tensor for key, tensors in kept.items() for name, tensor in tensors.items()},
         )
         self.folder.save(state)  # refuses non-finite weights: TrainingDiverged naming the checkpoint kept
         self.rank.barrier()  # rank 0 wrote it before any process goes on
@@ -211,6 +213,11 @@ def build_run(folder: RunFolder, config: Config, resume: bool = False, dataset: 
         # a rank the saved run did not have keeps its fresh generator and takes rank 0's strategy state
         run.generator.set_state(rank.own(saved.generators, "mask", run.generator.get_state()))
         run.strategy.load_state_dict(rank.own(saved.extra, "masking", saved.extra.get("masking", {})))
+        kept: dict[str, dict[str, torch.Tensor]] = {}
+        for key, tensor in saved.masking.items():
+            owner, name = key.rsplit("/", 1)
+            kept.setdefault(owner, {})[name] = tensor
+        run.strategy.load_tensors(rank.own(kept, "masking", kept.get("masking", {})))
         run.step = saved.step
     config.data.name = absolute_name(config.data.name)  # a run used from another folder still finds its data
     if rank.main:

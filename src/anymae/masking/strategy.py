@@ -71,6 +71,11 @@ class MaskContext:
             self.model.train(was_training)
         return self._full_pass
 
+    def rows(self, keep: torch.Tensor) -> MaskContext:
+        """The context of the rows `keep` (B,) bool of this batch, with their counts; nothing computed yet."""
+        batch, counts = self.batch.rows(keep), self.counts[keep]
+        return MaskContext(self.model, batch, self.generator, self.progress, counts, self.needs_received, self.layer)
+
     def cut(self, tau: float) -> torch.Tensor:
         """The normalized-cut vector y (B, N) of the model's own token features (main group > 0)."""
         if self._cut is None:
@@ -116,6 +121,13 @@ class Selector:
         return {}
 
     def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Tensor state that a checkpoint carries (too large for JSON), such as kept per-sample scores."""
+        return {}
+
+    def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         pass
 
 
@@ -233,7 +245,12 @@ class SelfGuidedSelector(Selector):
 
 @dataclass
 class InformedSelector(Selector):
-    """Self-Guided MAE: random masks during warm-up, then the model's own normalized cut."""
+    """Self-Guided MAE: random masks during warm-up, then the model's own normalized cut.
+
+    With `refresh_every` k > 1 each sample's scores are kept and reused the next k - 1 times the
+    sample is drawn (docs/methods.md 2.4 step 6), so the no-grad full pass runs only on the rows
+    whose scores are missing or used up; the mask itself (counts, hints) is drawn fresh each time.
+    """
 
     name = "informed"
     needs_features = True
@@ -241,14 +258,50 @@ class InformedSelector(Selector):
     rank: str = "main"
     hint: float = 0.1
     cut_tau: float = 0.2
+    refresh_every: int = 1
+    scores: torch.Tensor | None = field(default=None, init=False, repr=False)  # (rows, N), per dataset row
+    uses: torch.Tensor | None = field(default=None, init=False, repr=False)  # (rows,), 0 = no scores kept
 
     def __call__(self, context: MaskContext) -> MaskPlan:
         valid = context.batch.valid
         if context.progress < self.start:
             return MaskPlan(masked=random_mask(valid, context.counts, context.generator))
-        scores = informed_scores(context.full_pass.features, valid, context.cut(self.cut_tau), self.rank)
-        masked = mask_top(scores, valid, context.counts)
+        masked = mask_top(self.scores_for(context), valid, context.counts)
         return MaskPlan(masked=with_hints(masked, valid, self.hint, context.generator))
+
+    def fresh_scores(self, context: MaskContext) -> torch.Tensor:
+        return informed_scores(context.full_pass.features, context.batch.valid, context.cut(self.cut_tau), self.rank)
+
+    def scores_for(self, context: MaskContext) -> torch.Tensor:
+        index = context.batch.index
+        if self.refresh_every == 1 or index is None:  # nothing to reuse: the batch's own full pass
+            return self.fresh_scores(context)
+        self.make_room(int(index.max()) + 1, context.batch.valid.shape[1])
+        assert self.scores is not None and self.uses is not None
+        stale = (self.uses[index] == 0) | (self.uses[index] >= self.refresh_every)
+        if bool(stale.all()):
+            self.scores[index] = self.fresh_scores(context).cpu()
+        elif bool(stale.any()):
+            rows = stale.to(context.batch.valid.device)
+            self.scores[index[stale]] = self.fresh_scores(context.rows(rows)).cpu()
+        self.uses[index[stale]] = 0
+        self.uses[index] += 1
+        return self.scores[index].to(context.batch.valid.device)
+
+    def make_room(self, rows: int, tokens: int) -> None:
+        if self.scores is None or self.uses is None:
+            self.scores, self.uses = torch.zeros(0, tokens), torch.zeros(0, dtype=torch.int32)
+        if rows > len(self.uses):
+            grow = rows - len(self.uses)
+            self.scores = torch.cat([self.scores, torch.zeros(grow, tokens)])
+            self.uses = torch.cat([self.uses, torch.zeros(grow, dtype=torch.int32)])
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {} if self.scores is None or self.uses is None else {"scores": self.scores, "uses": self.uses}
+
+    def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        if "scores" in tensors and "uses" in tensors:
+            self.scores, self.uses = tensors["scores"].float().clone(), tensors["uses"].to(torch.int32).clone()
 
 
 @dataclass
@@ -314,6 +367,12 @@ class MaskingStrategy:
 
     def load_state_dict(self, state: dict) -> None:
         self.selector.load_state_dict(state)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return self.selector.tensors()
+
+    def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.selector.load_tensors(tensors)
 
 
 def uses_cut(config: MaskingConfig) -> bool:

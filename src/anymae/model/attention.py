@@ -126,13 +126,20 @@ class GuideLayer(nn.Module):
                 masked = select(self.guide_logits(tokens, valid, latents))
         if masked is None:
             masked = torch.zeros_like(valid)
-        visible, visible_valid = keep_visible(tokens, valid & ~masked)
+        x, query_valid = self.attend(*keep_visible(tokens, valid & ~masked), latents)
+        return x, query_valid, masked
+
+    def attend(
+        self, visible: torch.Tensor, visible_valid: torch.Tensor | None, latents: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The layer on the visible tokens alone (gathered to the front; `visible_valid` marks the real
+        rows, None when all are): (outputs, their validity or None)."""
         queries, query_valid = (visible, visible_valid) if latents is None else (latents, None)
         q = split_heads(self.q(self.norm_q(queries)), self.heads)
         k, v = (split_heads(t, self.heads) for t in self.kv(self.norm_kv(visible)).chunk(2, dim=-1))
         attn_mask = None if visible_valid is None else visible_valid[:, None, None, :]
         x = queries + self.proj(merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)))
-        return x + self.mlp(self.norm_mlp(x)), query_valid, masked
+        return x + self.mlp(self.norm_mlp(x)), query_valid
 
 
 class Block(nn.Module):

@@ -70,6 +70,20 @@ class MaskedAutoencoder(nn.Module):
             x = x + self.position[:, : x.shape[1]]
         return self.embed_norm(x)
 
+    def embed_visible(self, batch: TokenBatch, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`embed_tokens` of the kept tokens only, gathered to the front as `keep_visible` gathers them:
+        (B, K, D) with padding rows zero, and which rows are real (None when all are)."""
+        index, kept = kept_index(keep)
+        if batch.ids is not None:
+            x = self.embed(batch.ids.gather(1, index))
+        else:
+            values = batch.values
+            x = self.embed(values.gather(1, index[..., None].expand(-1, -1, values.shape[-1])))
+        if self.position is not None:
+            x = x + self.position[0][index]
+        x = self.embed_norm(x)
+        return (x, None) if kept is None else (x * kept[..., None].to(x.dtype), kept)
+
     def encode(
         self, batch: TokenBatch, masked: torch.Tensor | None = None, select: GuideSelect | None = None
     ) -> Encoded:
@@ -78,9 +92,12 @@ class MaskedAutoencoder(nn.Module):
         Self mode: later layers see the visible tokens only; latent mode: the latents, which never
         saw the masked tokens.
         """
-        x = self.embed_tokens(batch)
-        latents = None if self.latents is None else self.latents.expand(len(x), -1, -1)
-        x, key_valid, masked = self.guide(x, batch.valid, latents, masked=masked, select=select)
+        latents = None if self.latents is None else self.latents.expand(len(batch.valid), -1, -1)
+        if select is not None:  # the selector reads the logits over every token: all are embedded
+            x, key_valid, masked = self.guide(self.embed_tokens(batch), batch.valid, latents, select=select)
+        else:  # a known mask: only the visible tokens are embedded, as only they are read
+            masked = torch.zeros_like(batch.valid) if masked is None else masked
+            x, key_valid = self.guide.attend(*self.embed_visible(batch, batch.valid & ~masked), latents)
         for block in self.blocks:
             x = block(x, key_valid=key_valid)
         return Encoded(self.norm(x), key_valid, masked)
