@@ -124,5 +124,5 @@ def test_recipes_load_and_name_a_builtin_dataset(recipe):
     from anymae.config import load_config
 
     config = load_config(recipe, [])
-    assert config.data.name in BUILTINS and config.train.steps <= 1000
+    assert config.data.name in BUILTINS and config.train.steps <= 3000  # at most about 15 min on 2 cores
     assert config.masking.ratio.startswith("fixed:")
