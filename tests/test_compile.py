@@ -17,6 +17,7 @@ def test_compiled_layers_match_eager(mode):
     eager, compiled = tiny_model(mode=mode), tiny_model(mode=mode)
     compiled.compile_layers()
     assert compiled.state_dict().keys() == eager.state_dict().keys()  # checkpoints stay interchangeable
+    assert hasattr(compiled.guide.attend, "_torchdynamo_orig_callable")  # the known-mask path is compiled too
     losses = [reconstruction(model, batch, masked=masked).loss for model in (eager, compiled)]
     assert losses[1].item() == pytest.approx(losses[0].item(), rel=1e-4)
     grads = [torch.autograd.grad(loss, model.guide.q.weight)[0] for loss, model in zip(losses, (eager, compiled))]

@@ -172,6 +172,7 @@ class MaskedAutoencoder(nn.Module):
         between layers stay eager, as their shapes follow the mask."""
         for layer in (self.guide, *self.blocks, *self.decoder):
             layer.compile(dynamic=True)
+        self.guide.attend = torch.compile(self.guide.attend, dynamic=True)  # what a known mask calls, not forward
 
     @torch.no_grad()
     def features(self, batch: TokenBatch) -> torch.Tensor:
