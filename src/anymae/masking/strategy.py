@@ -291,8 +291,8 @@ class InformedSelector(Selector):
     def make_room(self, rows: int, tokens: int) -> None:
         if self.scores is None or self.uses is None:
             self.scores, self.uses = torch.zeros(0, tokens), torch.zeros(0, dtype=torch.int32)
-        if rows > len(self.uses):
-            grow = rows - len(self.uses)
+        if rows > len(self.uses):  # grown geometrically: rows arrive in random order during the first epoch
+            grow = max(rows, 2 * len(self.uses)) - len(self.uses)
             self.scores = torch.cat([self.scores, torch.zeros(grow, tokens)])
             self.uses = torch.cat([self.uses, torch.zeros(grow, dtype=torch.int32)])
 
