@@ -4,10 +4,10 @@ Both models are built here with no download, at the same width, depth, heads, de
 mask ratio and batch (28x28 one-channel images, patch 4 -> 49 tokens, patch 2 -> 196 tokens).
 Full training steps (forward, backward, AdamW) are timed, alternating the models round by round
 in one process so drift on a shared machine hits them alike; a model's step time is its median
-round's mean step. Reported per size: samples/s, the
-ratio to the reference, peak memory of a step (CUDA: allocator peak; CPU: growth of the resident
-set in a forked process) and the share of this machine's measured fp32 matmul peak that anymae's
-counted FLOPs reach. Needs the `bench` extra (pip install -e ".[bench]").
+round's mean step. Reported per size: samples/s, the ratio to the reference, peak memory of a
+step (CUDA: allocator peak; CPU: growth of the resident set in a forked process) and the share of
+this machine's measured fp32 matmul peak (the larger of two measurements, before and after) that
+anymae's counted FLOPs reach. Needs the `bench` extra (pip install -e ".[bench]").
 
     python benchmarks/throughput.py [--tokens 49 196] [--rounds 3] [--steps 4] [--batch-size 256]
 """

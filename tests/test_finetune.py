@@ -359,3 +359,21 @@ def test_regression_is_fine_tuned_and_scored_by_rmse():
     for name in ("pretrained", "scratch", "raw linear", "cnn"):
         assert 0 <= entry[name]["mean"] < 3 * spread
     assert entry["raw linear"]["mean"] < spread  # brightness is linear in the pixels: better than the mean
+
+
+def test_a_setting_added_after_the_published_bench_keeps_cell_hashes_at_its_default(tmp_path, monkeypatch):
+    bench = bench_module.Bench(BenchPlan(["digits"], ["informed"]), Config(), tmp_path, [])
+    at_default = bench.digest(Config())
+    original = Config.to_dict
+
+    def before_the_setting(self):  # the config as the published bench wrote it, without refresh_every
+        values = original(self)
+        values["masking"].pop("refresh_every")
+        return values
+
+    monkeypatch.setattr(Config, "to_dict", before_the_setting)
+    assert bench.digest(Config()) == at_default
+    monkeypatch.setattr(Config, "to_dict", original)
+    changed = Config()
+    changed.masking.refresh_every = 4
+    assert bench.digest(changed) != at_default

@@ -279,7 +279,7 @@ class InformedSelector(Selector):
         self.make_room(int(index.max()) + 1, context.batch.valid.shape[1])
         assert self.scores is not None and self.uses is not None
         stale = (self.uses[index] == 0) | (self.uses[index] >= self.refresh_every)
-        if bool(stale.all()):
+        if bool(stale.all()):  # the batch's own context: its full pass stays shared with a weighting
             self.scores[index] = self.fresh_scores(context).cpu()
         elif bool(stale.any()):
             rows = stale.to(context.batch.valid.device)
