@@ -18,6 +18,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, mean_squared_error, roc_auc_score
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from anymae.config import ModelConfig, ProbeConfig
 from anymae.data import Dataset
@@ -27,6 +28,12 @@ from anymae.tokens import TokenArrays
 
 REGULARISATION = (0.001, 0.01, 0.1, 1.0, 10.0)  # logistic C, or ridge 1/alpha
 SELECTION_C = 0.1  # the regularisation at which the probe compares layers
+
+
+def one_blas_thread() -> threadpool_limits:
+    """Where linear heads are fitted: lbfgs's products are skinny (N x D by D x classes), and
+    OpenBLAS's threads made them 2-3x slower on 2 cores (benchmarks/probe_fit.py)."""
+    return threadpool_limits(1, user_api="blas")
 
 
 def embed(model: MaskedAutoencoder, dataset: Dataset, index: np.ndarray, batch_size: int = 512) -> np.ndarray:
@@ -116,22 +123,24 @@ def linear_probe(
     classify = metric != "rmse"
     head = LogisticRegression(max_iter=300, warm_start=True) if classify else Ridge()
     best, converged, worse = None, True, 0
-    for c in grid:
-        if worse == 2:
-            break
-        head.set_params(**({"C": c} if classify else {"alpha": 1.0 / c}))
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            head.fit(x["train"], labels["train"])
-        val = score(metric, head, x["val"], labels["val"])
-        if best is None or better(metric, val, best[0]):
-            best = (val, c, copy.deepcopy(head))
-            converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
-            worse = 0
-        else:
-            worse += 1
-    val, c, chosen = best
-    return {"val": val, "test": score(metric, chosen, x["test"], labels["test"]), "C": c, "converged": converged}
+    with one_blas_thread():
+        for c in grid:
+            if worse == 2:
+                break
+            head.set_params(**({"C": c} if classify else {"alpha": 1.0 / c}))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ConvergenceWarning)
+                head.fit(x["train"], labels["train"])
+            val = score(metric, head, x["val"], labels["val"])
+            if best is None or better(metric, val, best[0]):
+                best = (val, c, copy.deepcopy(head))
+                converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+                worse = 0
+            else:
+                worse += 1
+        val, c, chosen = best
+        test = score(metric, chosen, x["test"], labels["test"])
+    return {"val": val, "test": test, "C": c, "converged": converged}
 
 
 def knn(metric: str, features: dict[str, np.ndarray], labels: dict[str, np.ndarray], k: int) -> dict:

@@ -308,7 +308,7 @@ def probe_head(net: EncoderHead, task: Task) -> None:
     normed, pooled features: fine-tuning then starts from the probe's solution, not a random head."""
     from sklearn.linear_model import LogisticRegression, Ridge
 
-    from anymae.evaluate import REGULARISATION, score
+    from anymae.evaluate import REGULARISATION, one_blas_thread, score
 
     train = task.splits["train"]
     if len(train) > PROBE_HEAD_MAX:
@@ -330,7 +330,7 @@ def probe_head(net: EncoderHead, task: Task) -> None:
     best = None
     for c in REGULARISATION:
         head = LogisticRegression(C=c, max_iter=300) if classify else Ridge(alpha=1.0 / c)
-        with warnings.catch_warnings():  # a start for fine-tuning: an unconverged large-C fit is fine
+        with warnings.catch_warnings(), one_blas_thread():  # a start for fine-tuning: unconverged is fine
             warnings.simplefilter("ignore", ConvergenceWarning)
             head.fit(features["train"], y["train"] if classify else (y["train"] - mean) / std)
         if classify:
