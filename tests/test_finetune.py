@@ -166,6 +166,33 @@ def test_probe_tries_every_layer_and_the_last_two():
     assert len(embed_layers(tiny_encoder(dataset), dataset, np.arange(7), 3)) == 3
 
 
+def test_linear_heads_are_fitted_on_one_blas_thread_and_the_setting_is_restored(monkeypatch):
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from anymae.finetune import encoder_task, probe_head
+
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    seen, fit = [], LogisticRegression.fit
+
+    def recording_fit(self, *args, **kwargs):
+        seen.append(blas_threads())
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LogisticRegression, "fit", recording_fit)
+    dataset = image_dataset()
+    with threadpool_limits(2, user_api="blas"):
+        probe_report(tiny_encoder(dataset), dataset, ProbeConfig(knn_k=5))
+        probed = len(seen)
+        probe_head(EncoderHead(tiny_encoder(dataset), 3), encoder_task(dataset, dict(dataset.splits)))
+        after = blas_threads()
+    assert probed > 0 and len(seen) > probed  # both the probe and the fine-tuning head fitted
+    assert all(threads == {1} for threads in seen)
+    assert after == {2}
+
+
 def test_baselines_follow_the_modality():
     def named(spec, metric="accuracy"):
         return baseline_names(Dataset("x", spec, None, None, {}, metric=metric))
