@@ -96,8 +96,8 @@ def main() -> None:
                 f"one thread {median['one BLAS thread']:.2f}s  x{r['ratio']:.2f}  val {val}",
                 flush=True,
             )
-    blas = [{k: i[k] for k in ("internal_api", "num_threads", "version")} for i in threadpool_info()]
-    setup = {"data": args.data, "rounds": args.rounds, "train": len(labels["train"]), "blas": blas}
+    pools = [{k: i[k] for k in ("internal_api", "num_threads", "version")} for i in threadpool_info()]
+    setup = {"data": args.data, "rounds": args.rounds, "train": len(labels["train"]), "thread_pools": pools}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"setup": setup, "results": results}, indent=2) + "\n")
 
