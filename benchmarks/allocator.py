@@ -6,6 +6,8 @@ avoids that; its memory must stay bounded when batch shapes vary. Each allocator
 process per round (rounds alternate allocators): random masks at 196 tokens, batch 256, median
 step time and minor page faults per step; then 100 steps with a batch size drawn from 96-256
 each step, for the peak resident set. Allocators whose library is missing are skipped.
+Nothing in anymae preloads an allocator: in the main job itself tcmalloc's gain did not stand
+out from this machine's drift (README, Performance).
 
     python benchmarks/allocator.py [--rounds 3]
 """

@@ -4,23 +4,18 @@
 set -euo pipefail
 venv=${1:-.venv}
 
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-missing_of() {  # the named Debian packages that are not installed
-  for package in "$@"; do dpkg -s "$package" >/dev/null 2>&1 || echo "$package"; done
-}
-apt_install() {
-  echo "== installing Debian packages: $*"
-  [ -n "${apt_updated:-}" ] || { $sudo apt-get update -qq && apt_updated=1; }
-  $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
-
-required=$(missing_of dataset-fashion-mnist)
-[ -z "$required" ] || apt_install $required
-# optional: `make main` preloads tcmalloc, as glibc's malloc maps each training step's large
-# activations afresh (README, Performance); without it everything runs, a little slower
-optional=$(missing_of libtcmalloc-minimal4)
-[ -z "$optional" ] || apt_install $optional || echo "== $optional not installed: make main runs on glibc's malloc"
+debian_packages=(dataset-fashion-mnist)
+missing=()
+for package in "${debian_packages[@]}"; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "== installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 
 if [ ! -x "$venv/bin/python" ]; then
   echo "== creating $venv"
