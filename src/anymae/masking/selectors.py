@@ -127,7 +127,7 @@ def self_guided_mask(
         head = torch.randint(heads, (b, n_queries), generator=generator, device=generator.device).to(device)
     tokens_are_queries = n_queries == n
     query_valid = valid if tokens_are_queries else torch.ones(b, n_queries, dtype=torch.bool, device=device)
-    n_chosen = torch.minimum(torch.round(counts / per_query).long().clamp(min=1), query_valid.sum(1))
+    n_chosen = query_rows(counts, per_query, query_valid.sum(1))
     chosen = mask_top(uniform_noise((b, n_queries), generator, device), query_valid, n_chosen)
     index, real = kept_index(chosen)  # the chosen rows (B, C), in order
     token_score = torch.zeros(b, n, device=device)
@@ -154,6 +154,16 @@ def self_guided_mask(
     top = mask_top(token_score, valid, n_top)
     rest = mask_top(uniform_noise(valid.shape, generator, device), valid & ~top, counts - n_top)
     return top | rest
+
+
+def query_rows(counts: torch.Tensor, per_query: int, available: torch.Tensor) -> torch.Tensor:
+    """SMA's number of query rows: round(m_b / k), at least 1 and at most the rows there are.
+
+    The official code takes round(n_valid r / k) (the padded length in latent mode), which can
+    be 0 rows (then every score is 0 and the mask is arbitrary) and drifts from m_b / k where
+    round(n_valid r) rounds (docs/methods.md 2.3, differences from the official code).
+    """
+    return torch.minimum(torch.round(counts / per_query).long().clamp(min=1), available)
 
 
 def cosine_sigma(progress: float, schedule: float) -> float:
