@@ -28,6 +28,7 @@ from anymae.finetune import (
     param_groups,
 )
 from anymae.masking import UniformRatio, parse_ratio
+from anymae.metrics import METRICS
 from anymae.model import MaskedAutoencoder
 from anymae.tokens import ByteSequence, FeatureTokens, ImagePatches, ValueSet, protein_spec, smiles_spec
 
@@ -208,7 +209,7 @@ def test_boosted_trees_split_even_a_handful_of_labels():
     rng = np.random.default_rng(0)
     y = {split: np.arange(n) % 2 for split, n in (("train", 6), ("val", 40), ("test", 40))}
     x = {split: (labels * 2.0 + rng.normal(0, 0.1, len(labels)))[:, None] for split, labels in y.items()}
-    result = boosted_trees("accuracy", x, y, seed=0)
+    result = boosted_trees(METRICS["accuracy"], x, y, seed=0)
     assert result["val"] == 1.0 and result["test"] == 1.0  # not the majority class (0.5)
 
 

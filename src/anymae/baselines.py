@@ -17,7 +17,8 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from torch import nn
 
 from anymae.data import Dataset
-from anymae.evaluate import better, linear_probe, score
+from anymae.evaluate import linear_probe
+from anymae.metrics import Metric, metric_named
 from anymae.tokens import FeatureTokens, ImagePatches, TokenArrays, ValueSet
 
 RAW = "raw linear"
@@ -29,7 +30,8 @@ def baseline_names(dataset: Dataset) -> list[str]:
     if isinstance(spec, ImagePatches):
         return [RAW, "cnn"]
     if spec.discrete and spec.name == "smiles":
-        return [RAW, "ecfp4 ridge" if dataset.metric == "rmse" else "ecfp4 forest"]
+        classify = metric_named(dataset.metric, dataset.name, "the baselines").classifies
+        return [RAW, "ecfp4 forest" if classify else "ecfp4 ridge"]
     if spec.discrete:
         return [RAW, "k-mers"]
     if isinstance(spec, (FeatureTokens, ValueSet)):
@@ -61,25 +63,25 @@ def raw_features(dataset: Dataset, index: np.ndarray) -> np.ndarray:
     return dataset.spec.raw_features(TokenArrays(dataset.tokens.inputs[index], dataset.tokens.valid[index]))
 
 
-def linear(metric: str, features: dict, labels: dict) -> dict:
+def linear(metric: Metric, features: dict, labels: dict) -> dict:
     result = linear_probe(metric, features, labels)
     return {"val": result["val"], "test": result["test"], "choice": f"C={result['C']:g}"}
 
 
-def pick(metric: str, candidates: dict[str, object], features: dict, labels: dict) -> dict:
+def pick(metric: Metric, candidates: dict[str, object], features: dict, labels: dict) -> dict:
     """Fit every candidate on train, keep the best on validation, score it on test."""
     best = None
     for choice, model in candidates.items():
         model.fit(features["train"], labels["train"])
-        val = score(metric, model, features["val"], labels["val"])
-        if best is None or better(metric, val, best[0]):
+        val = metric.of_model(model, features["val"], labels["val"])
+        if best is None or metric.better(val, best[0]):
             best = (val, choice, model)
     val, choice, model = best
-    return {"val": val, "test": score(metric, model, features["test"], labels["test"]), "choice": choice}
+    return {"val": val, "test": metric.of_model(model, features["test"], labels["test"]), "choice": choice}
 
 
-def boosted_trees(metric: str, features: dict, labels: dict, seed: int) -> dict:
-    kind = HistGradientBoostingRegressor if metric == "rmse" else HistGradientBoostingClassifier
+def boosted_trees(metric: Metric, features: dict, labels: dict, seed: int) -> dict:
+    kind = HistGradientBoostingClassifier if metric.classifies else HistGradientBoostingRegressor
     # min_samples_leaf is in the grid: at its default (20) a tree cannot split 34 labels, and the
     # model then predicts the majority class
     candidates = {
@@ -93,7 +95,7 @@ def boosted_trees(metric: str, features: dict, labels: dict, seed: int) -> dict:
     return pick(metric, candidates, features, labels)
 
 
-def forest(metric: str, features: dict, labels: dict, seed: int) -> dict:
+def forest(metric: Metric, features: dict, labels: dict, seed: int) -> dict:
     candidates = {
         f"min_leaf={leaf}": RandomForestClassifier(
             n_estimators=300, min_samples_leaf=leaf, n_jobs=-1, random_state=seed
@@ -173,7 +175,7 @@ def small_cnn(dataset: Dataset, task, config, seed: int) -> dict:
 
     def build():
         torch.manual_seed(seed)
-        net = SmallCNN(spec.image_channels, n_outputs(dataset))
+        net = SmallCNN(spec.image_channels, n_outputs(task))
         return net, [{"params": list(net.parameters()), "weight_decay": 0.05}]
 
     result, _ = fit_recipes(build, cnn_task, config, seed)

@@ -27,7 +27,7 @@ from anymae.checkpoint import FILENAME
 from anymae.config import Config, parse_override, set_value
 from anymae.data import Dataset, load_dataset
 from anymae.errors import UserError
-from anymae.evaluate import HIGHER_IS_BETTER, embed_layers, evaluate_layers, probe_splits
+from anymae.evaluate import embed_layers, evaluate_layers, probe_splits
 from anymae.finetune import (
     FinetuneConfig,
     encoder_task,
@@ -36,6 +36,7 @@ from anymae.finetune import (
     label_subset,
     selection_splits,
 )
+from anymae.metrics import METRICS, metric_named
 
 # What each strategy name sets; everything else is the shared config.
 STRATEGIES: dict[str, dict[str, str]] = {
@@ -156,7 +157,7 @@ class Bench:
             corpus = load_dataset(config.data)
             dataset = load_dataset(dataclasses.replace(config.data, name=task_name)) if task_name else corpus
             dataset.name = name
-            if dataset.labels is None or dataset.task == "none" or dataset.metric not in HIGHER_IS_BETTER:
+            if dataset.labels is None or dataset.task == "none" or dataset.metric not in METRICS:
                 raise UserError(
                     f"bench: dataset '{name}' has no labels to score (give a labelled dataset, or PRETRAIN:TASK)"
                 )
@@ -249,7 +250,8 @@ class Bench:
         }
 
     def task(self, dataset: Dataset, fraction: float, seed: int):
-        train = label_subset(dataset.splits["train"], dataset.labels, fraction, seed, dataset.metric != "rmse")
+        classify = metric_named(dataset.metric, dataset.name, "bench").classifies
+        train = label_subset(dataset.splits["train"], dataset.labels, fraction, seed, classify)
         return encoder_task(dataset, {"train": train, **selection_splits(dataset, self.finetune)})
 
     def probe(self, model, dataset: Dataset, config: Config) -> dict:
@@ -258,7 +260,9 @@ class Bench:
         layers = {
             split: embed_layers(model, dataset, index, config.probe.batch_size) for split, index in splits.items()
         }
-        result = evaluate_layers(dataset.metric, layers, labels, config.probe.knn_k)
+        result = evaluate_layers(
+            metric_named(dataset.metric, dataset.name, "bench"), layers, labels, config.probe.knn_k
+        )
         return {
             "probe": result["linear"]["test"],
             "probe_layer": result["linear"]["layer"],
@@ -313,7 +317,7 @@ def markdown(rows: list[dict]) -> str:
         summary = {
             key: {c: mean_std(values_of(rs, c)) for c in columns if values_of(rs, c)} for key, rs in cells.items()
         }
-        higher = HIGHER_IS_BETTER[metric]
+        higher = METRICS[metric].higher_is_better
         best = {}
         for c in columns:
             scored = [s[c] for s in summary.values() if c in s]

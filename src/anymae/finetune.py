@@ -22,14 +22,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import accuracy_score, roc_auc_score
 from torch import nn
 from tqdm import tqdm
 
 from anymae.config import ModelConfig, coerce, parse_override
 from anymae.data import Dataset
 from anymae.errors import UserError
-from anymae.evaluate import HIGHER_IS_BETTER, better, pool
+from anymae.evaluate import pool
+from anymae.metrics import Metric, metric_named
 from anymae.model import MaskedAutoencoder
 
 
@@ -107,15 +107,6 @@ def label_subset(train: np.ndarray, labels: np.ndarray, fraction: float, seed: i
     return np.sort(np.concatenate(chosen))
 
 
-def score_outputs(metric: str, y: np.ndarray, outputs: np.ndarray) -> float:
-    """The dataset's metric from network outputs: class logits, or predicted values (rmse)."""
-    if metric == "accuracy":
-        return float(accuracy_score(y, outputs.argmax(1)))
-    if metric == "roc_auc":
-        return float(roc_auc_score(y, torch.from_numpy(outputs).softmax(1)[:, 1].numpy()))
-    return float(np.sqrt(np.mean((outputs.reshape(-1) - y) ** 2)))
-
-
 class EncoderHead(nn.Module):
     """The encoder (no masking), mean-pooled, then LayerNorm and one linear layer."""
 
@@ -183,7 +174,7 @@ class Task:
 
     inputs: Callable[[np.ndarray], object]
     labels: np.ndarray
-    metric: str
+    metric: Metric
     splits: dict[str, np.ndarray]  # train (the labelled subset), val, test
 
 
@@ -196,7 +187,7 @@ def outputs_of(net: nn.Module, task: Task, index: np.ndarray, batch_size: int = 
 
 def fit(net: nn.Module, groups: list[dict], task: Task, config: FinetuneConfig, lr: float, seed: int) -> dict:
     """Train on the labelled subset, keep the state best on validation, score the test split once."""
-    classify = task.metric != "rmse"
+    classify = task.metric.classifies
     train = task.splits["train"]
     y = task.labels
     mean, std = (0.0, 1.0) if classify else (float(y[train].mean()), float(y[train].std() or 1.0))
@@ -209,7 +200,7 @@ def fit(net: nn.Module, groups: list[dict], task: Task, config: FinetuneConfig, 
     order, cursor = rng.permutation(train), 0
     started = time.perf_counter()
     # step 0 is a candidate too: with a probe-initialised head, fine-tuning must beat the probe on val
-    initial = score_outputs(task.metric, y[task.splits["val"]], predict(net, task, "val", mean, std))
+    initial = task.metric.of_outputs(y[task.splits["val"]], predict(net, task, "val", mean, std))
     best = {"val": initial, "step": 0, "state": copy.deepcopy(net.state_dict())}
     stale, step = 0, 0
     while step < steps and stale < config.patience:
@@ -232,13 +223,13 @@ def fit(net: nn.Module, groups: list[dict], task: Task, config: FinetuneConfig, 
         optimizer.step()
         step += 1
         if step % every == 0 or step == steps:
-            val = score_outputs(task.metric, y[task.splits["val"]], predict(net, task, "val", mean, std))
-            if better(task.metric, val, best["val"]):
+            val = task.metric.of_outputs(y[task.splits["val"]], predict(net, task, "val", mean, std))
+            if task.metric.better(val, best["val"]):
                 best, stale = {"val": val, "step": step, "state": copy.deepcopy(net.state_dict())}, 0
             else:
                 stale += 1
     net.load_state_dict(best["state"])
-    test = score_outputs(task.metric, y[task.splits["test"]], predict(net, task, "test", mean, std))
+    test = task.metric.of_outputs(y[task.splits["test"]], predict(net, task, "test", mean, std))
     return {
         "val": best["val"],
         "test": test,
@@ -251,7 +242,7 @@ def fit(net: nn.Module, groups: list[dict], task: Task, config: FinetuneConfig, 
 
 def predict(net: nn.Module, task: Task, split: str, mean: float, std: float) -> np.ndarray:
     out = outputs_of(net, task, task.splits[split])
-    return out if task.metric != "rmse" else out * std + mean
+    return out if task.metric.classifies else out * std + mean
 
 
 def fit_recipes(build: Callable[[], tuple[nn.Module, list[dict]]], task: Task, config: FinetuneConfig, seed: int):
@@ -260,22 +251,23 @@ def fit_recipes(build: Callable[[], tuple[nn.Module, list[dict]]], task: Task, c
     for lr in config.lr:
         net, groups = build()
         result = fit(net, groups, task, config, lr, seed)
-        if chosen is None or better(task.metric, result["val"], chosen[0]["val"]):
+        if chosen is None or task.metric.better(result["val"], chosen[0]["val"]):
             chosen = (result, net)
     return chosen
 
 
-def n_outputs(dataset: Dataset) -> int:
+def n_outputs(task: Task) -> int:
     """Classes (from the training and validation labels: test labels are never read), or 1 value."""
-    if dataset.metric == "rmse":
+    if not task.metric.classifies:
         return 1
-    seen = np.concatenate([dataset.labels[dataset.splits["train"]], dataset.labels[dataset.splits["val"]]])
+    seen = np.concatenate([task.labels[task.splits["train"]], task.labels[task.splits["val"]]])
     return int(seen.max()) + 1
 
 
 def encoder_task(dataset: Dataset, splits: dict[str, np.ndarray]) -> Task:
-    labels = dataset.labels.astype(np.int64 if dataset.metric != "rmse" else np.float64)
-    return Task(lambda index: dataset.tokens.batch(index, dataset.spec.discrete), labels, dataset.metric, splits)
+    metric = metric_named(dataset.metric, dataset.name, "fine-tuning")
+    labels = dataset.labels.astype(np.int64 if metric.classifies else np.float64)
+    return Task(lambda index: dataset.tokens.batch(index, dataset.spec.discrete), labels, metric, splits)
 
 
 def finetune_encoder(
@@ -290,7 +282,7 @@ def finetune_encoder(
             if model is not None
             else MaskedAutoencoder(dataset.spec, ModelConfig(**vars(model_config)))
         )
-        net = EncoderHead(encoder, n_outputs(dataset))
+        net = EncoderHead(encoder, n_outputs(task))
         if config.head_init == "probe":
             probe_head(net, task)
         elif config.head_init != "random":
@@ -308,7 +300,7 @@ def probe_head(net: EncoderHead, task: Task) -> None:
     normed, pooled features: fine-tuning then starts from the probe's solution, not a random head."""
     from sklearn.linear_model import LogisticRegression, Ridge
 
-    from anymae.evaluate import REGULARISATION, one_blas_thread, score
+    from anymae.evaluate import REGULARISATION, one_blas_thread
 
     train = task.splits["train"]
     if len(train) > PROBE_HEAD_MAX:
@@ -323,7 +315,7 @@ def probe_head(net: EncoderHead, task: Task) -> None:
                 parts.append(net.norm(pool(encoded.memory, encoded.memory_valid)).float().numpy())
             features[split] = np.concatenate(parts)
     y = {"train": task.labels[train], "val": task.labels[task.splits["val"]]}
-    classify = task.metric != "rmse"
+    classify = task.metric.classifies
     if classify and len(np.unique(y["train"])) < 2:
         return  # one class seen: nothing to fit; the head keeps its random init
     mean, std = (0.0, 1.0) if classify else (float(y["train"].mean()), float(y["train"].std() or 1.0))
@@ -334,10 +326,10 @@ def probe_head(net: EncoderHead, task: Task) -> None:
             warnings.simplefilter("ignore", ConvergenceWarning)
             head.fit(features["train"], y["train"] if classify else (y["train"] - mean) / std)
         if classify:
-            val = score(task.metric, head, features["val"], y["val"])
+            val = task.metric.of_model(head, features["val"], y["val"])
         else:
-            val = float(np.sqrt(np.mean((head.predict(features["val"]) * std + mean - y["val"]) ** 2)))
-        if best is None or better(task.metric, val, best[0]):
+            val = task.metric.score(y["val"], head.predict(features["val"]) * std + mean)
+        if best is None or task.metric.better(val, best[0]):
             best = (val, head)
     head = best[1]
     weight = torch.zeros_like(net.head.weight)
@@ -357,8 +349,7 @@ def selection_splits(dataset: Dataset, config: FinetuneConfig) -> dict[str, np.n
     """val subsampled to max_val (fixed seed) and test; train is drawn per fraction and seed."""
     if dataset.labels is None or dataset.task == "none":
         raise UserError(f"dataset '{dataset.name}' has no labels to fine-tune on")
-    if dataset.metric not in HIGHER_IS_BETTER:
-        raise UserError(f"dataset '{dataset.name}': fine-tuning cannot score the metric '{dataset.metric}'")
+    metric_named(dataset.metric, dataset.name, "fine-tuning")
     val = dataset.splits["val"]
     if len(val) > config.max_val:
         val = np.sort(np.random.default_rng(0).choice(val, config.max_val, replace=False))
@@ -382,7 +373,7 @@ def finetune_report(
     if config.threads:
         torch.set_num_threads(config.threads)
     fixed = selection_splits(dataset, config)
-    classify = dataset.metric != "rmse"
+    classify = metric_named(dataset.metric, dataset.name, "fine-tuning").classifies
     names = baseline_names(dataset) if baselines else []
     models = ["pretrained", "scratch", *names]
     total = len(config.labels) * config.seeds * len(models)
