@@ -24,18 +24,11 @@ import numpy as np
 
 from anymae.baselines import baseline_names, run_baseline
 from anymae.checkpoint import FILENAME
-from anymae.config import Config, parse_override, set_value
+from anymae.config import NOT_LEARNED, Config, apply_overrides, set_value, validate
 from anymae.data import Dataset, load_dataset
 from anymae.errors import UserError
 from anymae.evaluate import embed_layers, evaluate_layers, probe_splits
-from anymae.finetune import (
-    FinetuneConfig,
-    encoder_task,
-    finetune_config,
-    finetune_encoder,
-    label_subset,
-    selection_splits,
-)
+from anymae.finetune import encoder_task, finetune_encoder, label_subset, selection_splits
 from anymae.metrics import METRICS, metric_named
 
 # What each strategy name sets; everything else is the shared config.
@@ -57,8 +50,12 @@ QUICK = [
     "train.batch_size=64",
     "train.log_every=10",
     "probe.max_train=1000",
+    "finetune.labels=[0.01]",
+    "finetune.seeds=1",
+    "finetune.max_steps=30",
+    "finetune.evals=3",
+    "finetune.max_val=300",
 ]
-QUICK_FINETUNE = FinetuneConfig(labels=(0.01,), seeds=1, max_steps=30, evals=3, max_val=300)
 FIXED_COLUMNS = ["dataset", "metric", "strategy", "seed", "config_hash", "steps", "seconds", "samples_per_s"]
 SCORES = ["probe", "probe_layer", "probe_C", "knn"]
 
@@ -76,6 +73,9 @@ class BenchPlan:
 # Settings added after the published bench, left out of a cell's hash while at these defaults, so
 # that the finished cells of benchmarks/results/bench keep their hashes (and are not rerun).
 NEWER_DEFAULTS = {("masking", "refresh_every"): 1}
+# Settings that do not change what is learned (config.NOT_LEARNED) but that the published bench hashed, at
+# these defaults: hashed at them whatever they are set to, for the same reason.
+HASHED_AT_DEFAULT = {("train", "dist_timeout"): 600.0, ("train", "compile"): False}
 
 
 def config_hash(values: dict) -> str:
@@ -126,14 +126,11 @@ class Bench:
         if plan.seeds < 1:
             raise UserError("--seeds must be at least 1")
         self.plan, self.out = plan, Path(out)
-        self.base = copy.deepcopy(base)
-        finetune_overrides = [o for o in overrides if o.startswith("finetune.")]
-        settings = (QUICK if plan.quick else []) + [o for o in overrides if not o.startswith("finetune.")]
-        for text in settings:
-            set_value(self.base, *parse_override(text), source="command line")
-        self.finetune = finetune_config(finetune_overrides, QUICK_FINETUNE if plan.quick else None)
+        self.base = apply_overrides(copy.deepcopy(base), (QUICK if plan.quick else []) + overrides)
         if plan.labels:
-            self.finetune.labels = tuple(plan.labels)
+            self.base.finetune.labels = tuple(plan.labels)
+        validate(self.base)
+        self.finetune = self.base.finetune
         self.seeds = 1 if plan.quick else plan.seeds
         self.steps = plan.steps or [30 if plan.quick else self.base.train.steps]
         self.out.mkdir(parents=True, exist_ok=True)
@@ -179,14 +176,20 @@ class Bench:
         return cell
 
     def digest(self, config: Config, *parts) -> str:
+        """What a cell learns and how it is scored: the config less the seed (a column of its own) and
+        the settings that do not change what is learned; the fine-tuning settings after the rest."""
         values = config.to_dict()
+        finetune = values.pop("finetune")
         values["train"].pop("seed")
-        for key in ("log_every", "checkpoint_every", "threads", "device"):
-            values["train"].pop(key)
+        for key in NOT_LEARNED:
+            section, _, name = key.partition(".")
+            values[section].pop(name)
+        for (section, key), default in HASHED_AT_DEFAULT.items():
+            values[section][key] = default
         for (section, key), default in NEWER_DEFAULTS.items():
             if values[section].get(key, default) == default:
                 values[section].pop(key, None)
-        return config_hash([values, dataclasses.asdict(self.finetune), *parts])
+        return config_hash([values, finetune, *parts])
 
     def cell(self, config: Config, corpus: Dataset, dataset: Dataset, strategy: str, steps: int, seed: int) -> None:
         """Pretrain on `corpus`, then probe and fine-tune on `dataset` (the same one unless PRETRAIN:TASK)."""

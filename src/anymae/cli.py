@@ -29,22 +29,12 @@ line names the step and the checkpoint kept); 1 under torchrun, another process 
 failed or stopped answering; 130 interrupted.
 """
 
-# settings a resumed run may change: how long it goes on and how it reports, never what it learns
-RESUMABLE = (
-    "train.steps",
-    "train.log_every",
-    "train.checkpoint_every",
-    "train.device",
-    "train.threads",
-    "train.dist_timeout",
-    "train.compile",
-)
-
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from anymae import distributed
     from anymae.config import apply_overrides, load_config, set_value, validate
     from anymae.data import absolute_name
+    from anymae.masking import check_strategy
     from anymae.runfolder import check_out
     from anymae.train import pretrain
 
@@ -76,6 +66,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         if value is not None:
             set_value(config, key, value, source="command line")
     validate(apply_overrides(config, args.overrides))  # before any data is read
+    check_strategy(config.masking, config.model)
     if saved is not None:
         refuse_changes(saved.config, config, out)
         if saved.step >= config.train.steps:
@@ -96,16 +87,18 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def refuse_changes(saved, asked, out: Path) -> None:
     """--resume continues the saved run: its weights fit only its own model, its batch order only its own
-    data, and an exact resume needs its own masking and optimisation; only RESUMABLE settings may differ."""
-    from anymae.config import flatten
+    data, and an exact resume needs its own masking and optimisation; only train.steps and the settings that
+    do not change what is learned (config.NOT_LEARNED) may differ."""
+    from anymae.config import NOT_LEARNED, flatten
 
+    resumable = ("train.steps", *NOT_LEARNED)
     before, after = flatten(saved.to_dict()), flatten(asked.to_dict())
     for key, value in after.items():
-        if value != before[key] and key not in RESUMABLE:
+        if value != before[key] and key not in resumable:
             what = "on other data" if key.startswith("data.") else f"with {key} changed"
             raise UserError(
                 f"--resume {what}: the run in {out} has {key}={before[key]!r}, not {value!r}; drop the change to "
-                f"{key} (a resumed run keeps its settings except {', '.join(RESUMABLE)}; or start another --out)"
+                f"{key} (a resumed run keeps its settings except {', '.join(resumable)}; or start another --out)"
             )
 
 
@@ -184,17 +177,23 @@ def parse_fractions(text: str) -> list[float]:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from anymae.checkpoint import load_checkpoint
-    from anymae.finetune import finetune_config, finetune_report, format_finetune
+    from anymae.config import apply_overrides, validate
+    from anymae.finetune import finetune_report, format_finetune
     from anymae.train import load_model
 
-    config = load_checkpoint(args.checkpoint).config
-    ft = finetune_config(args.overrides)
+    for text in args.overrides:  # the model is the run's: only how it is fine-tuned can change here
+        key = text.partition("=")[0].strip()
+        if key.split(".")[0] != "finetune":
+            raise UserError(f"finetune takes finetune.* settings; {key} belongs to the run in {args.checkpoint}")
+    config = apply_overrides(load_checkpoint(args.checkpoint).config, args.overrides)
     if args.labels:
-        ft.labels = tuple(parse_fractions(args.labels))
+        config.finetune.labels = tuple(parse_fractions(args.labels))
     if args.seeds is not None:
         if args.seeds < 1:
             raise UserError("--seeds must be at least 1")
-        ft.seeds = args.seeds
+        config.finetune.seeds = args.seeds
+    validate(config)
+    ft = config.finetune
     dataset = run_dataset(args, config)
     model, _ = load_model(args.checkpoint, dataset)
     run = Path(args.checkpoint)
@@ -348,6 +347,14 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def section_defaults(section: str) -> str:
+    """'key=default, ...' for every setting of a config section (what --help lists)."""
+    from anymae.config import Config, flatten
+
+    values = flatten({section: Config().to_dict()[section]})
+    return ", ".join(f"{key}={list(v) if isinstance(v, tuple) else v}" for key, v in values.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anymae",
@@ -356,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from anymae.config import MaskingConfig, choices
+    from anymae.config import NOT_LEARNED, MaskingConfig, choices
     from anymae.masking import SELECTORS
 
     p = commands.add_parser(
@@ -380,13 +387,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--steps", help="optimizer steps (default: 1000)")
     p.add_argument("--seed", help="seed for initialisation, data order and masks (default: 0)")
-    p.add_argument("--config", type=Path, help="YAML recipe (sections data, model, masking, train, probe)")
+    p.add_argument("--config", type=Path, help="YAML recipe (sections data, model, masking, train, probe, finetune)")
     p.add_argument("--out", required=True, help="run folder for checkpoint.safetensors, config.yaml, metrics.jsonl")
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --out from its last checkpoint (only train.steps, train.log_every, "
-        "train.checkpoint_every, train.device, train.threads, train.dist_timeout and train.compile may change)",
+        help="continue the run in --out from its last checkpoint (only "
+        f"{', '.join(('train.steps', *NOT_LEARNED))} may change)",
     )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="settings, e.g. model.dim=64 train.lr=1e-3")
     add_data_flags(p)
@@ -426,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides",
         nargs="*",
         metavar="key=value",
-        help="finetune settings, e.g. finetune.epochs=50 finetune.lr=[1e-3,3e-4]",
+        help="finetune settings over the run's own (its recipe's finetune section), e.g. finetune.epochs=50 "
+        f"finetune.lr=[1e-3,3e-4]; defaults: {section_defaults('finetune')}",
     )
     add_data_flags(p)
     p.set_defaults(func=cmd_finetune)
@@ -460,7 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides",
         nargs="*",
         metavar="key=value",
-        help="settings for every cell, e.g. model.dim=64 finetune.epochs=20",
+        help="settings for every cell, e.g. model.dim=64 finetune.epochs=20; finetune defaults: "
+        f"{section_defaults('finetune')}",
     )
     p.set_defaults(func=cmd_bench)
 

@@ -13,7 +13,6 @@ import dataclasses
 import math
 import sys
 import time
-import typing
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,62 +24,12 @@ from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 from tqdm import tqdm
 
-from anymae.config import ModelConfig, coerce, parse_override
+from anymae.config import FinetuneConfig, ModelConfig
 from anymae.data import Dataset
 from anymae.errors import UserError
 from anymae.evaluate import pool
 from anymae.metrics import Metric, metric_named
 from anymae.model import MaskedAutoencoder
-
-
-@dataclass
-class FinetuneConfig:
-    labels: tuple[float, ...] = (0.01, 0.1, 1.0)  # fractions of the training labels
-    seeds: int = 3
-    epochs: int = 30  # passes over the labelled subset, capped by max_steps
-    max_steps: int = 200
-    batch_size: int = 32
-    lr: tuple[float, ...] = (1e-3,)  # several: each is run and validation picks one (the recipe)
-    layer_decay: float = 0.75  # lr of layer l = lr * layer_decay ** (top - l)
-    weight_decay: float = 0.05
-    warmup: float = 0.1  # fraction of the steps with linear warm-up, then cosine to 0
-    evals: int = 10  # validation passes per run (evenly spaced), besides the one at step 0
-    patience: int = 5  # stop after this many passes without a better validation score
-    max_val: int = 1000  # validation examples used for selection (subsampled with a fixed seed)
-    head_init: str = "probe"  # probe: the head starts as a linear probe on the frozen features (LP-FT); random
-    threads: int = 0  # torch CPU threads; 0 = torch's default
-
-
-def finetune_config(overrides: list[str], base: FinetuneConfig | None = None) -> FinetuneConfig:
-    """`base` (default: the defaults), then `finetune.KEY=VALUE` overrides (lists as YAML: finetune.lr=[1e-3,3e-4])."""
-    config = copy.deepcopy(base) if base is not None else FinetuneConfig()
-    hints = typing.get_type_hints(FinetuneConfig)
-    for text in overrides:
-        key, value = parse_override(text)
-        name = key.removeprefix("finetune.")
-        if name not in hints or not key.startswith("finetune."):
-            known = ", ".join(f"finetune.{f.name}" for f in dataclasses.fields(FinetuneConfig))
-            raise UserError(f"command line: unknown setting '{key}' (known: {known})")
-        kind = hints[name]
-        if typing.get_origin(kind) is tuple:
-            if isinstance(value, str):  # '[1e-3,3e-4]' or '1e-3,3e-4'
-                value = [v for v in value.strip("[]").split(",") if v.strip()]
-            items = value if isinstance(value, list) else [value]
-            value = tuple(as_float(v, key) for v in items)
-        elif kind is float:
-            value = as_float(value, key)
-        else:
-            value = coerce(value, kind, key, "command line")
-        setattr(config, name, value)
-    return config
-
-
-def as_float(value, key: str) -> float:
-    """A number, also from YAML's '1e-3' (a string to YAML 1.1)."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"command line: {key} must be a number or a list of numbers, got {value!r}") from None
 
 
 def label_subset(train: np.ndarray, labels: np.ndarray, fraction: float, seed: int, classify: bool) -> np.ndarray:

@@ -27,7 +27,7 @@ from anymae.config import Config, TrainConfig, check_fits, save_config, validate
 from anymae.data import Dataset, absolute_name, load_dataset
 from anymae.diagnostics import MaskDiagnostics
 from anymae.errors import UserError
-from anymae.masking import MaskingStrategy, build_strategy
+from anymae.masking import MaskingStrategy, build_strategy, check_strategy
 from anymae.model import MaskedAutoencoder
 from anymae.objective import reconstruction
 from anymae.runfolder import RunFolder, data_fingerprint
@@ -180,12 +180,14 @@ def build_run(folder: RunFolder, config: Config, resume: bool = False, dataset: 
 
     `folder` is open (locked, writable, holding a run exactly when `resume`)."""
     validate(config)
+    check_strategy(config.masking, config.model)  # before any data is read
     t = config.train
     if t.threads:
         torch.set_num_threads(t.threads)
     run_dir = folder.path
     dataset = dataset or load_dataset(config.data)
     check_fits(config, dataset.spec)
+    check_strategy(config.masking, config.model, dataset.spec)
     rank = distributed.setup(pick_device(t.device), t.dist_timeout)
     torch.manual_seed(t.seed)
     model = MaskedAutoencoder(dataset.spec, config.model).to(rank.device)
