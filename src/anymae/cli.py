@@ -269,7 +269,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from anymae.checkpoint import checkpoint_path, load_checkpoint
     from anymae.config import validate
     from anymae.evaluate import embed
-    from anymae.masking import build_strategy
+    from anymae.masking import build_strategy, check_strategy
     from anymae.runfolder import check_out
     from anymae.show import describe, format_summary, show, show_curves
     from anymae.train import load_model
@@ -283,7 +283,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     own = not args.strategy or args.strategy == config.masking.strategy
     if args.strategy:
         config.masking.strategy = args.strategy
-    validate(config)
+    check_strategy(validate(config).masking, config.model)  # before any data is read
     dataset = run_dataset(args, config)
     model, _ = load_model(args.checkpoint, dataset)
     embed(model, dataset, dataset.splits["test"][:256])  # refuses a model whose features are not finite
