@@ -30,12 +30,8 @@ from anymae.data import Dataset, load_dataset
 from anymae.data.dataset import random_splits
 from anymae.errors import UserError
 from anymae.evaluate import embed_layers, pooled_layers, probe_report
-from anymae.finetune import (
-    EncoderHead,
-    finetune_report,
-    label_subset,
-    param_groups,
-)
+from anymae.finetune import finetune_report, label_subset
+from anymae.fitting import EncoderHead, param_groups
 from anymae.masking import UniformRatio, parse_ratio
 from anymae.metrics import METRICS
 from anymae.model import MaskedAutoencoder
@@ -180,7 +176,8 @@ def test_linear_heads_are_fitted_on_one_blas_thread_and_the_setting_is_restored(
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from anymae.finetune import encoder_task, probe_head
+    from anymae.finetune import encoder_task
+    from anymae.fitting import probe_head
 
     def blas_threads() -> set[int]:
         return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
@@ -373,7 +370,8 @@ def test_the_head_starts_as_the_best_probe_on_validation(classes):
     from sklearn.linear_model import LogisticRegression
 
     from anymae.evaluate import REGULARISATION, pool
-    from anymae.finetune import encoder_task, outputs_of, probe_head
+    from anymae.finetune import encoder_task
+    from anymae.fitting import outputs_of, probe_head
 
     dataset = image_dataset()
     dataset.labels = dataset.labels % classes

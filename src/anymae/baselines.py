@@ -16,8 +16,10 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from torch import nn
 
+from anymae.config import FinetuneConfig
 from anymae.data import Dataset
 from anymae.evaluate import linear_probe
+from anymae.fitting import Task, fit_recipes, n_outputs
 from anymae.metrics import Metric, metric_named
 from anymae.tokens import FeatureTokens, ImagePatches, TokenArrays, ValueSet
 
@@ -39,7 +41,7 @@ def baseline_names(dataset: Dataset) -> list[str]:
     return [RAW]
 
 
-def run_baseline(name: str, dataset: Dataset, task, config, seed: int) -> dict:
+def run_baseline(name: str, dataset: Dataset, task: Task, config: FinetuneConfig, seed: int) -> dict:
     """Fit baseline `name` on task.splits['train']; {'val', 'test', 'choice'} (choice made on val)."""
     splits = task.splits
     labels = {split: task.labels[index] for split, index in splits.items()}
@@ -165,10 +167,8 @@ class SmallCNN(nn.Module):
         return self.head(self.features(images))
 
 
-def small_cnn(dataset: Dataset, task, config, seed: int) -> dict:
+def small_cnn(dataset: Dataset, task: Task, config: FinetuneConfig, seed: int) -> dict:
     """The CNN trained like the fine-tuned encoder (same steps, lr choice and early stopping)."""
-    from anymae.finetune import Task, fit_recipes, n_outputs
-
     spec = dataset.spec
     images = torch.from_numpy(spec.to_images(dataset.tokens.inputs)).permute(0, 3, 1, 2).contiguous()
     cnn_task = Task(lambda index: images[index], task.labels, task.metric, task.splits)
