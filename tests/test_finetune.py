@@ -439,3 +439,11 @@ def test_every_finetune_setting_is_in_the_help(command, capsys):
         main([command, "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert all(f"finetune.{f.name}=" in text for f in dataclasses.fields(FinetuneConfig))
+
+
+def test_bench_arms_are_the_selectors_and_two_variants_of_random():
+    from anymae.masking import SELECTORS
+
+    assert list(bench_module.STRATEGIES) == [*SELECTORS, "r2mae", "attg"]
+    assert all(bench_module.STRATEGIES[name] == {"masking.strategy": name} for name in SELECTORS)
+    assert bench_module.STRATEGIES["r2mae"] == {"masking.strategy": "random", "masking.ratio": "uniform"}

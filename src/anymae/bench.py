@@ -29,17 +29,14 @@ from anymae.data import Dataset, load_dataset
 from anymae.errors import UserError
 from anymae.evaluate import embed_layers, evaluate_layers, probe_splits
 from anymae.finetune import encoder_task, finetune_encoder, label_subset, selection_splits
+from anymae.masking import SELECTORS
 from anymae.metrics import METRICS, metric_named
 
-# What each strategy name sets; everything else is the shared config.
-STRATEGIES: dict[str, dict[str, str]] = {
-    "random": {"masking.strategy": "random"},
-    "r2mae": {"masking.strategy": "random", "masking.ratio": "uniform"},
-    "sma": {"masking.strategy": "sma"},
-    "informed": {"masking.strategy": "informed"},
-    "attg": {"masking.strategy": "random", "masking.loss_weighting": "attention-guided"},
-    "span": {"masking.strategy": "span"},
-    "block": {"masking.strategy": "block"},
+# Arms that are not a selector of their own: random masks with R²MAE's ratios, or with AttG's loss weights.
+VARIANTS = {"r2mae": {"masking.ratio": "uniform"}, "attg": {"masking.loss_weighting": "attention-guided"}}
+# What each arm sets (every selector is one; everything else is the shared config).
+STRATEGIES: dict[str, dict[str, str]] = {name: {"masking.strategy": name} for name in SELECTORS} | {
+    name: {"masking.strategy": "random", **settings} for name, settings in VARIANTS.items()
 }
 REFERENCE = "scratch"  # the encoder from random init; baselines follow it in the table
 # --quick: a smoke run of a few minutes on 2 cores.
@@ -162,8 +159,8 @@ class Bench:
                 self.references(config, dataset, seed)
             for steps in self.steps:
                 for strategy in self.plan.strategies:
-                    if strategy == "block" and dataset.spec.grid is None:
-                        print(f"bench: {name}: block masks need tokens on a 2-D grid; skipped", file=sys.stderr)
+                    if SELECTORS[STRATEGIES[strategy]["masking.strategy"]].needs_grid and dataset.spec.grid is None:
+                        print(f"bench: {name}: {strategy} masks need tokens on a 2-D grid; skipped", file=sys.stderr)
                         continue
                     for seed in range(self.seeds):
                         self.cell(config, corpus, dataset, strategy, steps, seed)

@@ -456,7 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--strategies",
         default="random,r2mae,sma,informed,attg",
-        help="comma-separated: random, r2mae, sma, informed, attg, span, block (default: the first five)",
+        help=f"comma-separated: a masking strategy ({', '.join(SELECTORS)}), or r2mae or attg (random masks with "
+        "R²MAE's ratios or AttG's loss weights); default: random, r2mae, sma, informed, attg",
     )
     p.add_argument("--seeds", type=int, default=3, help="seeds per cell (default: 3)")
     p.add_argument("--steps", help="pretraining steps, comma-separated for a steps curve (default: the config's)")
