@@ -98,7 +98,7 @@ def test_ucr_keeps_the_official_test_set():
 
 
 def test_scaffold_split_never_shares_a_scaffold_between_splits():
-    from anymae.data.chem import scaffold
+    from anymae.chem import scaffold
 
     dataset = ready("freesolv")
     smiles = [dataset.spec.to_text(i, v) for i, v in zip(dataset.tokens.inputs, dataset.tokens.valid)]
@@ -109,7 +109,7 @@ def test_scaffold_split_never_shares_a_scaffold_between_splits():
 
 def test_scaffold_split_on_a_few_molecules():
     pytest.importorskip("rdkit")
-    from anymae.data.chem import scaffold, scaffold_splits
+    from anymae.chem import scaffold, scaffold_splits
 
     smiles = ["c1ccccc1O", "c1ccccc1N", "c1ccccc1C", "C1CCCCC1O", "C1CCCCC1N", "CCO", "CCN", "c1ccncc1", "c1ccoc1"]
     splits = scaffold_splits(smiles, val=0.2, test=0.2)

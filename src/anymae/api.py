@@ -24,6 +24,7 @@ from anymae.errors import UserError
 from anymae.evaluate import embed as embed_dataset
 from anymae.model import MaskedAutoencoder
 from anymae.tokens import FeatureTokens, ImagePatches, ModalitySpec, TokenArrays, ValueSet, spec_from_dict, spec_to_dict
+from anymae.train import pretrain as run_pretraining
 
 
 @dataclass
@@ -152,8 +153,6 @@ def pretrain(
     """Pretrain on a built-in name, a file path or a Dataset; `settings` are dotted keys as on the
     command line ({"train.steps": 500, "model.dim": 64}), applied over `config` (a YAML recipe or a
     Config). Writes the run folder `out` and returns its encoder."""
-    from anymae.train import pretrain as run_pretraining
-
     config = config if isinstance(config, Config) else load_config(config, [])
     dataset = data if isinstance(data, Dataset) else None
     set_value(config, "data.name", data.name if dataset else str(data), source="pretrain()")

@@ -16,6 +16,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from torch import nn
 
+from anymae.chem import rdkit
 from anymae.config import FinetuneConfig
 from anymae.data import Dataset
 from anymae.evaluate import linear_probe
@@ -114,11 +115,9 @@ def smiles_of(dataset: Dataset, index: np.ndarray) -> list[str]:
 
 def fingerprints(dataset: Dataset, index: np.ndarray, radius: int = 2, bits: int = 2048) -> np.ndarray:
     """ECFP4 (Morgan, radius 2) bit vectors; a string RDKit cannot read (e.g. cut at max_tokens) is all zeros."""
+    chem = rdkit()  # first: a clear error when RDKit is not installed
     from rdkit.Chem import rdFingerprintGenerator
 
-    from anymae.data.chem import rdkit
-
-    chem = rdkit()
     generator = rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=bits)
     out = np.zeros((len(index), bits), dtype=np.uint8)
     for row, smiles in enumerate(smiles_of(dataset, index)):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from anymae.baselines import baseline_names, run_baseline
 from anymae.checkpoint import FILENAME
@@ -31,6 +32,8 @@ from anymae.evaluate import embed_layers, evaluate_layers, probe_splits
 from anymae.finetune import encoder_task, finetune_encoder, label_subset, selection_splits
 from anymae.masking import SELECTORS
 from anymae.metrics import METRICS, metric_named
+from anymae.model import MaskedAutoencoder
+from anymae.train import load_model, pretrain
 
 # Arms that are not a selector of their own: random masks with R²MAE's ratios, or with AttG's loss weights.
 VARIANTS = {"r2mae": {"masking.ratio": "uniform"}, "attg": {"masking.loss_weighting": "attention-guided"}}
@@ -190,8 +193,6 @@ class Bench:
 
     def cell(self, config: Config, corpus: Dataset, dataset: Dataset, strategy: str, steps: int, seed: int) -> None:
         """Pretrain on `corpus`, then probe and fine-tune on `dataset` (the same one unless PRETRAIN:TASK)."""
-        from anymae.train import load_model, pretrain
-
         cell = self.cell_config(config, strategy, steps, seed)
         digest = self.digest(cell)
         if self.finished(dataset.name, strategy, seed, digest):
@@ -211,15 +212,11 @@ class Bench:
 
     def references(self, config: Config, dataset: Dataset, seed: int) -> None:
         """scratch (probe: the untrained encoder) and every baseline, for one seed."""
-        from anymae.model import MaskedAutoencoder
-
         digest = self.digest(config, "reference")
         names = [REFERENCE, *baseline_names(dataset)]
         if all(self.finished(dataset.name, name, seed, digest) for name in names):
             return
         print(f"bench: {dataset.name}, {', '.join(names)}, seed {seed}", file=sys.stderr)
-        import torch
-
         torch.manual_seed(0)  # as evaluate.untrained_like
         untrained = MaskedAutoencoder(dataset.spec, config.model).eval()
         for name in names:

