@@ -29,8 +29,8 @@ def ready(name: str):
 @pytest.mark.parametrize("name", list(BUILTINS))
 def test_every_builtin_declares_what_data_list_shows(name):
     b = BUILTINS[name]
-    assert b.modality in MODALITIES and b.size and b.task and b.source and b.license
-    assert b.metric in ("accuracy", "roc_auc", "rmse", "none") and (b.metric == "none") == (b.task == "none")
+    assert b.modality in MODALITIES and b.size and b.predicts and b.source and b.license
+    assert b.metric in ("accuracy", "roc_auc", "rmse", "none") and (b.metric == "none") == (b.predicts == "none")
     assert b.install or b.ready()  # a dataset that may be missing says how to install it
     if b.install.startswith("pip install --no-deps"):
         assert "==" in b.install  # carriers are pinned

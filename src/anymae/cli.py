@@ -312,10 +312,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_data_list(args: argparse.Namespace) -> int:
     from anymae.data import BUILTINS
 
-    rows = [("name", "modality", "size", "task", "metric", "ready", "source", "license")]
+    rows = [("name", "modality", "size", "predicts", "metric", "ready", "source", "license")]
     for b in BUILTINS.values():
         ready = "yes" if b.ready() else f"no: {b.missing()}"
-        rows.append((b.name, b.modality, b.size, b.task, b.metric, ready, b.source, b.license))
+        rows.append((b.name, b.modality, b.size, b.predicts, b.metric, ready, b.source, b.license))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
@@ -508,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("data", help="built-in datasets", description="Built-in datasets.")
     data_commands = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    q = data_commands.add_parser("list", help="show built-in datasets: modality, size, task, source, license, ready")
+    q = data_commands.add_parser("list", help="show built-in datasets: modality, size, labels, metric, source, license, ready")
     q.set_defaults(func=cmd_data_list)
     q = data_commands.add_parser(
         "prepare",
