@@ -508,7 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("data", help="built-in datasets", description="Built-in datasets.")
     data_commands = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    q = data_commands.add_parser("list", help="show built-in datasets: modality, size, labels, metric, source, license, ready")
+    q = data_commands.add_parser(
+        "list", help="show built-in datasets: modality, size, labels, metric, source, license, ready"
+    )
     q.set_defaults(func=cmd_data_list)
     q = data_commands.add_parser(
         "prepare",
