@@ -2,7 +2,8 @@
 # The published bench (issue "Evidence"): every domain, strategies at equal compute, 3 seeds,
 # all baselines, 1% / 10% / 100% labels, into one folder (results.csv, results.md, *.png).
 # Resumable: run it again (or one line of it) and finished cells are skipped.
-# Usage: benchmarks/bench_all.sh [OUT]   (default benchmarks/results/bench)
+# Usage: [STRATEGIES=a,b] benchmarks/bench_all.sh [OUT]   (default benchmarks/results/bench; STRATEGIES
+# reruns only those arms, for example after a fix to one strategy: delete their rows from results.csv first)
 # Sizes: each domain's recipe in configs/*-sma.yaml (300 pretraining steps, the seeds' SMA
 # settings), a fine-tuning budget of at most 100 steps with 5 validation passes, and probes fitted
 # on at most 2,000 examples; reviews cut at 64 bytes. Measured here: 70 min for the first seven
@@ -10,7 +11,7 @@
 set -euo pipefail
 out=${1:-benchmarks/results/bench}
 bin=${BIN:-.venv/bin}
-strategies=random,r2mae,sma,informed,attg,span
+strategies=${STRATEGIES:-random,r2mae,sma,informed,attg,span}
 for name in GunPoint breast-cancer higgs-like quark-gluon freesolv solubility uniprot-20k amp \
   rotten-tomatoes fashion-mnist; do
   "$bin/anymae" data install "$name" >/dev/null  # what this machine lacks (skipped when ready)

@@ -127,7 +127,7 @@ def self_guided_mask(
         head = torch.randint(heads, (b, n_queries), generator=generator, device=generator.device).to(device)
     tokens_are_queries = n_queries == n
     query_valid = valid if tokens_are_queries else torch.ones(b, n_queries, dtype=torch.bool, device=device)
-    n_chosen = torch.minimum(torch.round(counts / per_query).long().clamp(min=1), query_valid.sum(1))
+    n_chosen = query_rows(counts, per_query, query_valid.sum(1))
     chosen = mask_top(uniform_noise((b, n_queries), generator, device), query_valid, n_chosen)
     index, real = kept_index(chosen)  # the chosen rows (B, C), in order
     token_score = torch.zeros(b, n, device=device)
@@ -156,6 +156,16 @@ def self_guided_mask(
     return top | rest
 
 
+def query_rows(counts: torch.Tensor, per_query: int, available: torch.Tensor) -> torch.Tensor:
+    """SMA's number of query rows: round(m_b / k), at least 1 and at most the rows there are.
+
+    The official code takes round(n_valid r / k) (the padded length in latent mode), which can
+    be 0 rows (then every score is 0 and the mask is arbitrary) and drifts from m_b / k where
+    round(n_valid r) rounds (docs/methods.md 2.3, differences from the official code).
+    """
+    return torch.minimum(torch.round(counts / per_query).long().clamp(min=1), available)
+
+
 def cosine_sigma(progress: float, schedule: float) -> float:
     """Curriculum noise: 1 -> 0 by a half cosine over the first `schedule` of training, then 0."""
     if schedule <= 0 or progress >= schedule:
@@ -164,37 +174,44 @@ def cosine_sigma(progress: float, schedule: float) -> float:
 
 
 def normalized_cut(
-    features: torch.Tensor, valid: torch.Tensor, tau: float = 0.2, eps: float = 1e-5, squarings: int = 7
+    features: torch.Tensor, valid: torch.Tensor, tau: float = 0.2, eps: float = 1e-5, chunk_bytes: int = 2**27
 ) -> torch.Tensor:
     """TokenCut's bi-partition, batched: the generalised eigenvector y (B, N) of the
-    second-smallest eigenvalue of (D - W) y = λ D y, signed so that the main group (the side
-    holding argmax |y|) is positive. Padding gets y = 0 and never affects the valid tokens.
+    second-smallest eigenvalue of (D - W) y = λ D y, split at mean(y) and signed so that the main
+    group (the side holding argmax |y|) is positive. Padding gets y = 0 and never affects the
+    valid tokens.
 
-    Only that one vector is needed, so no full eigendecomposition: with A = D^-1/2 W D^-1/2, the
-    vector is D^-1/2 x for x the top eigenvector of M = (I + A) / 2 - u u^T (PSD, its top vector
-    u = sqrt(d) / |sqrt(d)| removed). Power iterations on M, sped up by `squarings` repeated
-    squarings (M^(2^s), rescaled each time; batched matrix products), then two products with a
-    column of it: about 2^(s+2) power steps for s + 2 products.
+    Solved exactly, in float64, by a batched `eigh` of A = D^-1/2 W D^-1/2 (y = D^-1/2 x for x
+    the eigenvector of A's second-largest eigenvalue). Iterative solvers need a gap between the
+    2nd and 3rd eigenvalues, and the nearly uniform features of an early-training encoder leave
+    gaps of 1e-5; `eigh` costs about what 7 float32 squarings did (docs/methods.md 2.4).
+    Samples go through in chunks of about `chunk_bytes` of matrices.
     """
-    z = F.normalize(features.float(), dim=-1)
+    b, n = valid.shape
+    y = torch.zeros(b, n, dtype=torch.float64, device=valid.device)
+    step = max(1, chunk_bytes // (8 * n * n))
+    for start in range(0, b, step):
+        rows = slice(start, start + step)
+        y[rows] = second_eigenvector(features[rows].double(), valid[rows], tau, eps)
+    peak = y.abs().argmax(dim=1, keepdim=True)
+    y = (y - y.sum(1, keepdim=True) / valid.sum(1, keepdim=True).clamp(min=1)) * valid  # split at mean(y)
+    return (y * torch.sign(y.gather(1, peak))).float()
+
+
+def second_eigenvector(features: torch.Tensor, valid: torch.Tensor, tau: float, eps: float) -> torch.Tensor:
+    """D^-1/2 x for x the eigenvector of A = D^-1/2 W D^-1/2 with the second-largest eigenvalue.
+
+    A's eigenvalues lie in [-1, 1] (W >= 0) and the largest is 1; padding rows get -2 on the
+    diagonal, so their eigenvectors sort below every valid one and never mix with them.
+    """
+    z = F.normalize(features, dim=-1)
     similarity = z @ z.transpose(1, 2)
     pair_valid = valid[:, :, None] & valid[:, None, :]
     w = torch.where(similarity < tau, torch.full_like(similarity, eps), similarity) * pair_valid
-    degree = w.sum(dim=-1).clamp(min=eps)
-    inv_sqrt = degree.rsqrt() * valid
-    u = F.normalize(degree.sqrt() * valid, dim=-1)
-    m = 0.5 * (inv_sqrt[:, :, None] * w * inv_sqrt[:, None, :] + torch.diag_embed(valid.float()))
-    power = m - u[:, :, None] * u[:, None, :]  # padding rows and columns stay 0
-    for _ in range(squarings):
-        power = power @ power
-        power = power / power.abs().amax(dim=(1, 2), keepdim=True).clamp(min=1e-30)
-    x = power.gather(2, power.norm(dim=1).argmax(dim=1)[:, None, None].expand(-1, power.shape[1], 1))
-    for _ in range(2):
-        x = F.normalize(power @ x, dim=1)
-    y = (x[..., 0] * inv_sqrt).masked_fill(~valid, 0.0)
-    peak = y.abs().argmax(dim=1, keepdim=True)
-    y = (y - y.sum(1, keepdim=True) / valid.sum(1, keepdim=True).clamp(min=1)) * valid  # split at mean(y)
-    return y * torch.sign(y.gather(1, peak))
+    inv_sqrt = w.sum(dim=-1).clamp(min=eps).rsqrt() * valid
+    a = inv_sqrt[:, :, None] * w * inv_sqrt[:, None, :] - 2.0 * torch.diag_embed((~valid).double())
+    _, vectors = torch.linalg.eigh(a)
+    return vectors[..., -2] * inv_sqrt
 
 
 def informed_scores(features: torch.Tensor, valid: torch.Tensor, cut: torch.Tensor, rank: str) -> torch.Tensor:
