@@ -24,7 +24,10 @@ def bench_calls() -> list[list[str]]:
     variables = {}
     for line in lines:
         if line.startswith("strategies="):
-            variables["$strategies"] = line.partition("=")[2]
+            value = line.partition("=")[2]
+            if value.startswith("${") and ":-" in value:  # ${STRATEGIES:-a,b}: the default
+                value = value.partition(":-")[2].removesuffix("}")
+            variables["$strategies"] = value
     start = next(i for i, line in enumerate(lines) if '"$bin/anymae" bench' in line)
     shared = shlex.split(" ".join(lines[start : start + 2]).replace("\\", " "))
     split = shared.index("$@")  # the line's own arguments go there, as in the shell
