@@ -139,7 +139,15 @@ def read_parquet(path: Path, bad: BadRecords) -> Table:
         table = pq.read_table(path)
     except Exception as error:  # pyarrow raises several kinds for a damaged file
         raise UserError(f"{path}: not a readable Parquet file ({brief(error)})") from None
+    import pyarrow as pa
+
     columns = table.column_names
+    nested = next((f for f in table.schema if pa.types.is_nested(f.type)), None)
+    if nested is not None:  # a list or struct per cell is no feature value (its text would be one-hot encoded)
+        raise UserError(
+            f"{path}: column '{nested.name}' holds {nested.type} values, not one number or word per cell; "
+            "drop it or spread it over columns of its own"
+        )
     data = [table.column(c).to_pylist() for c in columns]
     rows = [list(cells) for cells in zip(*data)] if columns else []
     if not rows:
