@@ -211,7 +211,7 @@ SETTINGS = [
     ("train.checkpoint_every=0", "train.checkpoint_every must be an integer >= 1"),
     ("train.seed=-1", f"train.seed must be an integer in [0, {MAX_SEED}]"),
     (f"train.seed={2**64}", f"train.seed must be an integer in [0, {MAX_SEED}]"),
-    ("train.threads=-1", "train.threads must be an integer >= 0"),
+    ("train.threads=-1", "train.threads must be 0 (torch's default) to this machine's"),
     ("train.lr=-1", "train.lr must be > 0"),
     ("train.lr=0", "train.lr must be > 0"),
     ("train.lr=nan", "train.lr must be a finite number"),

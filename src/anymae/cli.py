@@ -58,7 +58,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         if not (out / FILENAME).exists():
             raise UserError(f"no checkpoint in {out} to resume; start the run without --resume")
         saved = load_checkpoint(out / FILENAME)
-        config = copy.deepcopy(saved.config)
+        config = edited_config(saved.config, out)
     else:
         config = load_config(args.config, [])
     flags = {
@@ -92,6 +92,29 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             f"checkpoint in {result.run_dir}"
         )
     return 0
+
+
+def edited_config(saved, out: Path):
+    """The checkpoint's config, with the edits made to RUN/config.yaml since: settings in RESUMABLE are
+    taken, an edit to any other is refused (the checkpoint's weights, data and masking need its own)."""
+    from anymae.config import Config, flatten, read_recipe, set_value
+
+    config = copy.deepcopy(saved)
+    path = out / "config.yaml"
+    if not path.is_file():
+        return config
+    edited = Config.from_dict(read_recipe(path), source=str(path))
+    before, after = flatten(saved.to_dict()), flatten(edited.to_dict())
+    for key, value in after.items():
+        if value == before[key]:
+            continue
+        if key not in RESUMABLE:
+            raise UserError(
+                f"{path}: {key} was edited to {value!r}, but the run's checkpoint has {before[key]!r}; a resumed run "
+                f"keeps its settings except {', '.join(RESUMABLE)}: undo the edit (or start another --out)"
+            )
+        set_value(config, key, value, source=str(path))
+    return config
 
 
 def refuse_changes(saved, asked, out: Path) -> None:
@@ -385,8 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --out from its last checkpoint (only train.steps, train.log_every, "
-        "train.checkpoint_every, train.device, train.threads, train.dist_timeout and train.compile may change)",
+        help="continue the run in --out from its last checkpoint, with its saved settings (RUN/config.yaml: "
+        "only train.steps, train.log_every, train.checkpoint_every, train.device, train.threads, "
+        "train.dist_timeout and train.compile may change, there or on the command line)",
     )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="settings, e.g. model.dim=64 train.lr=1e-3")
     add_data_flags(p)
@@ -535,8 +559,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments; `key=value` overrides may come anywhere, before, between or after the flags."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    stray = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(args, "overrides")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     try:
         return args.func(args)
     except UserError as error:

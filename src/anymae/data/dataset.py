@@ -102,7 +102,7 @@ def make_dataset(
         keep.append(i)
     keep = np.array(keep, dtype=np.int64)
     if len(keep) < 2:
-        raise UserError(f"{name}: fewer than 2 usable records ({len(keep)} usable, {bad.count} bad); at least 2 needed")
+        raise UserError(f"{name}: fewer than 2 usable records ({len(keep)} usable, {bad.summary()}); at least 2 needed")
     report = bad.report()
     if len(keep) < len(tokens):
         tokens = TokenArrays(tokens.inputs[keep], tokens.valid[keep])

@@ -56,9 +56,7 @@ def pixel_scale(where: str, images: np.ndarray) -> float:
         low, high = int(images.min()), int(images.max())
         if low >= 0 and high <= 65535:
             return 255.0 if high <= 255 else 65535.0
-        raise UserError(
-            f"{where}: integer pixels must lie in 0-255 (8 bits) or 0-65535 (16 bits), got {low} to {high}"
-        )
+        raise UserError(f"{where}: integer pixels must lie in 0-255 (8 bits) or 0-65535 (16 bits), got {low} to {high}")
     flat = images.reshape(len(images), -1)
     finite = np.isfinite(flat) & (np.abs(flat) <= FLOAT32_MAX)
     if not finite.all():
@@ -128,6 +126,11 @@ def load_image_arrays(
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     """The arrays of a .npy (as 'x') or .npz file, without unpickling anything; refused before
     loading when they would take more than the file limit in memory."""
+    magic = b"PK" if path.suffix.lower() == ".npz" else b"\x93NUMPY"
+    with open(path, "rb") as f:
+        if f.read(len(magic)) != magic:
+            kind = "a zip archive of arrays (numpy.savez)" if magic == b"PK" else "an array file (numpy.save)"
+            raise UserError(f"{path}: not a readable numpy file (it does not begin as {kind} does)")
     try:
         if path.suffix.lower() == ".npz":
             with zipfile.ZipFile(path) as archive:

@@ -30,12 +30,18 @@ class BadRecords:
             raise UserError(f"data.on_bad_record must be one of {', '.join(POLICIES)}, got '{policy}'")
         self.path, self.policy = path, policy
         self.places: list[str] = []
+        self.first = ""  # the first bad record and its problem, for messages about the file as a whole
 
     def __call__(self, where: str, problem: str) -> None:
         """Record one bad record at `where` (e.g. 'line 12'); raises under the fail policy."""
         if self.policy == "fail":
             raise UserError(f"{self.path}, {where}: {problem} (use --on-bad-record skip to skip such records)")
+        self.first = self.first or f"first: {where}, {problem}"
         self.places.append(where)
+
+    def summary(self) -> str:
+        """'N bad' and the first one, for a file left with too few records."""
+        return f"{self.count} bad" + (f"; {self.first}" if self.first else "")
 
     @property
     def count(self) -> int:
@@ -101,10 +107,7 @@ def raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     number, total = 0, 0
     with open_binary(path) as f:
         try:
-            while True:
-                raw = f.readline(MAX_LINE_BYTES + 1)
-                if not raw:
-                    return
+            for raw in split_lines(f):
                 number += 1
                 total += len(raw)
                 if len(raw) > MAX_LINE_BYTES:
@@ -120,6 +123,26 @@ def raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
                 yield number, raw.rstrip(b"\r\n")
         except (OSError, EOFError, zlib_error) as error:
             raise UserError(f"{path}, line {number + 1}: damaged or cut short ({brief(error)})") from None
+
+
+def split_lines(f: io.BufferedIOBase) -> Iterator[bytes]:
+    """The lines of a binary file, each with its line end. Lines end at LF or CR LF; a file whose first
+    64 KiB hold CR but no LF ends its lines at CR (classic Mac OS). A line is cut after MAX_LINE_BYTES + 1
+    bytes (the caller refuses it)."""
+    head = f.peek(1 << 16)[: 1 << 16] if hasattr(f, "peek") else b""
+    if not (b"\r" in head and b"\n" not in head):
+        while raw := f.readline(MAX_LINE_BYTES + 1):
+            yield raw
+        return
+    rest = b""
+    while chunk := f.read(1 << 20):
+        *lines, rest = (rest + chunk).split(b"\r")
+        yield from (line + b"\r" for line in lines)
+        if len(rest) > MAX_LINE_BYTES:
+            yield rest
+            return
+    if rest:
+        yield rest
 
 
 def decode(raw: bytes) -> tuple[str | None, str]:
