@@ -169,6 +169,8 @@ def load_checkpoint(run: Path, verify: bool | None = None) -> Checkpoint:
         return read_checkpoint(path, verify)
     except Damaged as error:
         raise refusal(path, f"damaged checkpoint: {error}") from None
+    except UserError:  # its own one line (a config value the checkpoint holds, named)
+        raise
     except (SafetensorError, ValueError, *READ_ERRORS) as error:
         raise refusal(path, f"not a readable anymae checkpoint ({error})") from None
 

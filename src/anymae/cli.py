@@ -412,7 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
         "only train.steps, train.log_every, train.checkpoint_every, train.device, train.threads, "
         "train.dist_timeout and train.compile may change, there or on the command line)",
     )
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="settings, e.g. model.dim=64 train.lr=1e-3")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="settings, e.g. model.dim=64 train.lr=1e-3 (before, between or after the flags)",
+    )
     add_data_flags(p)
     p.set_defaults(func=cmd_pretrain)
 

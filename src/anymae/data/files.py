@@ -14,7 +14,8 @@
 |                                       | set if the .npz has `counts`        |                         |
 
 `--label` names the label column of a table or the label array of a .npz (default `y`); the
-other readers take labels from the file (image sub-folders, .ts) or have none, and refuse it.
+other readers take labels from the file (the first folder level under an image folder, .ts) or
+have none, and refuse it.
 `data.importance` (per-token maps for masking.map_source=given) names a column of a table or
 an array of a .npz, or is a .npy / .npz file with one row per record.
 """
