@@ -354,7 +354,7 @@ def write_recipe(tmp_path, kind: str):
         ("huge", "larger than 1 MiB"),
         ("deep", "nested too deeply"),
         ("list", "expected a mapping of sections"),
-        ("scalar-section", "unknown setting 'train'"),
+        ("scalar-section", "section 'train' must hold settings"),
         ("bad-yaml", "not valid YAML"),
         ("unknown-key", "unknown setting 'model.size'"),
     ],
