@@ -220,15 +220,6 @@ def undecodable_text(tmp):
     return path
 
 
-def other_size_image(tmp):
-    from PIL import Image
-
-    folder = tmp / "imgs"
-    shutil.copytree(DATA / "mnist_png", folder)
-    Image.new("L", (32, 30)).save(folder / "0" / "big.png")
-    return folder
-
-
 def corrupt_image(tmp):
     folder = tmp / "imgs"
     shutil.copytree(DATA / "mnist_png", folder)
@@ -258,7 +249,6 @@ BAD = [
     ("wrong column", inf_table, {"label": "target"}, ["t.csv", "no column 'target'", "columns: a, b, y"], None),
     ("empty file", empty_file, {}, ["empty.csv", "empty"], None),
     ("undecodable", undecodable_text, {}, ["glosses.txt, line 3", "not UTF-8"], 1),
-    ("image size", other_size_image, {}, ["imgs, file 0/big.png", "is 32x30", "28x28"], 1),
     ("corrupt image", corrupt_image, {}, ["imgs, file 1/broken.png", "not a readable image"], 1),
     ("series value", bad_series, {}, ["ItalyPowerDemand_head.ts, line 11", "finite numbers"], 1),
     ("set with nan", bad_set, {}, ["sets.npz, set 1", "NaN or inf"], 1),

@@ -426,7 +426,11 @@ def run_case(case: str, base_run: Path, tmp: Path):
     if case == "embed-other-shape":
         np.savez(tmp / "wide.npz", x=np.zeros((40, 16, 16), np.uint8), y=np.zeros(40, int))
         argv = ["embed", "--checkpoint", str(run), "--data", str(tmp / "wide.npz"), "--out", str(tmp / "f.npy")]
-        return argv, 2, "does not fit the model its config builds"
+        return (
+            argv,
+            2,
+            "the run was trained on images of 8x8 pixels in 2x2 patches (16 tokens), and this data is images of 16x16",
+        )
     if case == "other-file-data":  # same path, other contents
         data = tmp / "x.npz"
         np.savez(data, x=np.zeros((60, 8, 8), np.uint8), y=np.zeros(60, int))

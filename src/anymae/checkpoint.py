@@ -93,11 +93,10 @@ def write_atomic(tensors: dict[str, torch.Tensor], metadata: dict[str, str], pat
             os.fsync(directory)
         finally:
             os.close(directory)
-    except OSError as error:
+    except (OSError, SafetensorError) as error:  # safetensors reports a full disk as its own error
         tmp.unlink(missing_ok=True)
-        raise UserError(
-            f"cannot write {path}: {error.strerror or error}; the checkpoint before it is unchanged"
-        ) from None
+        reason = getattr(error, "strerror", None) or " ".join(str(error).split())[:200]
+        raise UserError(f"cannot write {path}: {reason}; the checkpoint before it is unchanged") from None
 
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
@@ -130,6 +129,8 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
 def checkpoint_path(run: Path) -> Path:
     """A run folder or a checkpoint file -> the checkpoint file."""
     run = Path(run)
+    if run.is_dir() and run.name == FILENAME:  # a run folder named after the file: RUN/checkpoint.safetensors/
+        raise UserError(f"{run} is a folder, not a checkpoint file; give the run folder above it ({run.parent})")
     return run / FILENAME if run.is_dir() else run
 
 
@@ -168,6 +169,8 @@ def load_checkpoint(run: Path, verify: bool | None = None) -> Checkpoint:
         return read_checkpoint(path, verify)
     except Damaged as error:
         raise refusal(path, f"damaged checkpoint: {error}") from None
+    except UserError:  # its own one line (a config value the checkpoint holds, named)
+        raise
     except (SafetensorError, ValueError, *READ_ERRORS) as error:
         raise refusal(path, f"not a readable anymae checkpoint ({error})") from None
 
@@ -271,6 +274,12 @@ def check_checkpoint(
     holds non-finite weights; with `optimizer`, also one without the optimizer state or the named RNG states."""
     path = checkpoint_path(path)
     problems = shape_problems(saved.model, model.state_dict(), "model")
+    trained = saved_spec(saved)
+    if problems and trained is not None and spec_words(trained) != spec_words(getattr(model, "spec", trained)):
+        raise UserError(
+            f"{path}: the run was trained on {spec_words(trained)}, and this data is {spec_words(model.spec)}; "
+            "its encoder takes only data of the first kind (give --data of that kind, or pretrain on this data)"
+        )
     if problems:
         raise refusal(path, "does not fit the model its config builds for this data: " + "; ".join(problems))
     bad = non_finite(saved.model)
@@ -285,6 +294,33 @@ def check_checkpoint(
     problems += [f"RNG state {name!r} is missing" for name in generators if name not in saved.generators]
     if problems:
         raise refusal(path, "cannot be resumed exactly: " + "; ".join(problems))
+
+
+def saved_spec(saved: Checkpoint):
+    """The modality spec stored with the checkpoint, or None (older checkpoints, or unreadable)."""
+    from anymae.tokens import spec_from_dict
+
+    try:
+        return spec_from_dict(saved.extra["spec"])
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def spec_words(spec) -> str:
+    """A modality spec in words: 'images of 28x28 pixels in 4x4 patches (49 tokens)', 'a 13-feature table'."""
+    kind = type(spec).__name__
+    if kind == "ImagePatches":
+        return (
+            f"images of {spec.height}x{spec.width} pixels in {spec.patch}x{spec.patch} patches ({spec.max_tokens} "
+            "tokens)"
+        )
+    if kind == "FeatureTokens":
+        return f"a {len(spec.features)}-feature table"
+    if kind == "SeriesPatches":
+        return f"series of {spec.series_channels} channel(s) in patches of {spec.patch} steps"
+    if kind == "ValueSet":
+        return f"sets of elements with {spec.channels} values"
+    return f"{spec.name} sequences of up to {spec.max_tokens} tokens"
 
 
 def optimizer_problems(saved: dict, optimizer: torch.optim.Optimizer) -> list[str]:

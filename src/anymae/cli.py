@@ -48,7 +48,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         if not (out / FILENAME).exists():
             raise UserError(f"no checkpoint in {out} to resume; start the run without --resume")
         saved = load_checkpoint(out / FILENAME)
-        config = copy.deepcopy(saved.config)
+        config = edited_config(saved.config, out)
     else:
         config = load_config(args.config, [])
     flags = {
@@ -83,6 +83,32 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             f"checkpoint in {result.run_dir}"
         )
     return 0
+
+
+def edited_config(saved, out: Path):
+    """The checkpoint's config, with the edits made to RUN/config.yaml since: train.steps and the settings
+    that do not change what is learned are taken, an edit to any other is refused (the checkpoint's
+    weights, data and masking need its own)."""
+    from anymae.config import NOT_LEARNED, Config, flatten, read_recipe, set_value
+
+    resumable = ("train.steps", *NOT_LEARNED)
+
+    config = copy.deepcopy(saved)
+    path = out / "config.yaml"
+    if not path.is_file():
+        return config
+    edited = Config.from_dict(read_recipe(path), source=str(path))
+    before, after = flatten(saved.to_dict()), flatten(edited.to_dict())
+    for key, value in after.items():
+        if value == before[key]:
+            continue
+        if key not in resumable:
+            raise UserError(
+                f"{path}: {key} was edited to {value!r}, but the run's checkpoint has {before[key]!r}; a resumed run "
+                f"keeps its settings except {', '.join(resumable)}: undo the edit (or start another --out)"
+            )
+        set_value(config, key, value, source=str(path))
+    return config
 
 
 def refuse_changes(saved, asked, out: Path) -> None:
@@ -392,10 +418,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --out from its last checkpoint (only "
-        f"{', '.join(('train.steps', *NOT_LEARNED))} may change)",
+        help="continue the run in --out from its last checkpoint, with its saved settings (RUN/config.yaml: "
+        f"only {', '.join(('train.steps', *NOT_LEARNED))} may change, there or on the command line)",
     )
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="settings, e.g. model.dim=64 train.lr=1e-3")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="settings, e.g. model.dim=64 train.lr=1e-3 (before, between or after the flags)",
+    )
     add_data_flags(p)
     p.set_defaults(func=cmd_pretrain)
 
@@ -547,8 +578,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments; `key=value` overrides may come anywhere, before, between or after the flags."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    stray = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(args, "overrides")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     try:
         return args.func(args)
     except UserError as error:

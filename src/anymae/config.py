@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from anymae.errors import UserError
 
 Modality = Literal["", "text", "protein", "dna", "smiles", "tabular", "image", "set", "series"]
 MAX_SEED = 2**63 - 1  # torch and numpy both take any seed in [0, 2**63 - 1]
+MAX_STEPS = 10**9  # optimizer steps (or accumulated batches per step): beyond this a run never ends
 MAX_CONFIG_BYTES = 1 << 20  # a recipe is a few hundred bytes; anything this large is not one
 # Settings that change how a run goes and reports, never what it learns: a resumed run may change
 # them (and train.steps), and a bench cell's hash leaves them out.
@@ -151,6 +153,15 @@ class Config:
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> Config:
         config = cls()
+        sections = [f.name for f in dataclasses.fields(cls)]
+        for name in sections:
+            if name in values and values[name] is not None and not isinstance(values[name], dict):
+                example = dataclasses.fields(getattr(config, name))[0].name
+                raise UserError(
+                    f"{source}: section '{name}' must hold settings, one per indented line under '{name}:' "
+                    f"(for example {name}: {{{example}: ...}}), got {values[name]!r}"
+                )
+        values = {key: value for key, value in values.items() if not (key in sections and value is None)}
         for key, value in flatten(values).items():
             set_value(config, key, value, source)
         return config
@@ -395,7 +406,12 @@ def validate(config: Config) -> Config:
     require(0 <= t.warmup <= 1, "train.warmup", "a fraction of the steps in [0, 1]", t.warmup)
     require(t.clip >= 0, "train.clip", ">= 0 (0 = off)", t.clip)
     require(0 <= t.seed <= MAX_SEED, "train.seed", f"an integer in [0, {MAX_SEED}]", t.seed)
-    require(t.threads >= 0, "train.threads", "an integer >= 0 (0 = torch's default)", t.threads)
+    require(t.steps <= MAX_STEPS, "train.steps", f"at most {MAX_STEPS:,}", t.steps)
+    require(
+        t.accumulate <= MAX_STEPS // t.steps, "train.accumulate", f"at most {MAX_STEPS:,} / train.steps", t.accumulate
+    )
+    cpus = os.cpu_count() or 1
+    require(0 <= t.threads <= cpus, "train.threads", f"0 (torch's default) to this machine's {cpus} CPUs", t.threads)
     require(t.dist_timeout > 0, "train.dist_timeout", "> 0 seconds", t.dist_timeout)
     at_least(config, "probe.max_train probe.knn_k probe.batch_size", 1)
     f = config.finetune

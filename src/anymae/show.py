@@ -309,6 +309,12 @@ def show(
     # reconstruction loss per masked token: under the model's own masks, and under random ones
     summary["loss_own_masks"] = float(result["token_loss"][result["masked"]].mean())
     summary["loss_random_masks"] = float(result["random_token_loss"][result["random"]].mean())
+    if not (np.isfinite(summary["loss_own_masks"]) and np.isfinite(summary["loss_random_masks"])):
+        # finite but huge decoder weights (a run stopped as it diverged) overflow the reconstruction
+        raise UserError(
+            f"the reconstruction loss is not finite ({summary['loss_own_masks']} under these masks, "
+            f"{summary['loss_random_masks']} under random ones): the decoder's outputs overflow; nothing is drawn"
+        )
     shown = {key: value[:samples] for key, value in result.items()}
     spec, normalised = dataset.spec, model.config.norm_targets
     if spec.grid is not None and not spec.discrete:

@@ -108,7 +108,14 @@ class ModalitySpec:
 
 @dataclass(frozen=True)
 class ImagePatches(ModalitySpec):
-    """Images (n, H, W) or (n, H, W, ch) with values in [0, 1] -> non-overlapping p x p patches."""
+    """Images (n, H, W) or (n, H, W, ch) with values in [0, 1] -> non-overlapping p x p patches.
+
+    A side that `patch` does not divide is padded (right and bottom) to the next multiple; a patch
+    that lies wholly in the padding is an invalid token (never encoded, never in the loss), the
+    padded pixels of a patch that is partly image are 0. NaN pixels mark padding too (readers
+    place smaller images of a folder of mixed sizes on a canvas of NaN). `pixel_scale` records
+    how the run's integer pixels were scaled (255, 65535; 1: floats; 0: not recorded).
+    """
 
     height: int
     width: int
@@ -116,18 +123,15 @@ class ImagePatches(ModalitySpec):
     patch: int = 4
     name: str = "image"
     default_ratio: float = 0.75
+    pixel_scale: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.patch < 1 or self.height % self.patch or self.width % self.patch:
-            sizes = [p for p in range(1, min(self.height, self.width)) if self.height % p == 0 and self.width % p == 0]
-            raise UserError(
-                f"data.patch={self.patch} does not divide the image size {self.height}x{self.width} "
-                f"(patch sizes that fit: {', '.join(map(str, sizes))})"
-            )
+        if self.patch < 1:
+            raise UserError(f"data.patch={self.patch}: a patch is at least 1 pixel")
 
     @property
     def grid(self) -> tuple[int, int]:  # type: ignore[override]
-        return self.height // self.patch, self.width // self.patch
+        return -(-self.height // self.patch), -(-self.width // self.patch)
 
     @property
     def channels(self) -> int:  # type: ignore[override]
@@ -147,17 +151,20 @@ class ImagePatches(ModalitySpec):
             raise ValueError(f"expected images of {self.height}x{self.width}x{self.image_channels}, got {h}x{w}x{ch}")
         rows, cols = self.grid
         p = self.patch
+        if (rows * p, cols * p) != (h, w):
+            images = np.pad(images, [(0, 0), (0, rows * p - h), (0, cols * p - w), (0, 0)], constant_values=np.nan)
         patches = images.reshape(n, rows, p, cols, p, ch).transpose(0, 1, 3, 2, 4, 5)
         inputs = np.ascontiguousarray(patches.reshape(n, rows * cols, p * p * ch))
-        return TokenArrays(inputs=inputs, valid=np.ones((n, rows * cols), dtype=bool))
+        valid = ~np.isnan(inputs).all(-1)
+        return TokenArrays(inputs=np.nan_to_num(inputs, nan=0.0), valid=valid)
 
     def to_images(self, values: np.ndarray) -> np.ndarray:
-        """Patch tokens (n, N, C) -> images (n, H, W, ch); the inverse of `tokenize`."""
+        """Patch tokens (n, N, C) -> images (n, H, W, ch); the inverse of `tokenize` (padding cut off)."""
         rows, cols = self.grid
         p, ch = self.patch, self.image_channels
         n = len(values)
         patches = np.asarray(values).reshape(n, rows, cols, p, p, ch).transpose(0, 1, 3, 2, 4, 5)
-        return patches.reshape(n, rows * p, cols * p, ch)
+        return patches.reshape(n, rows * p, cols * p, ch)[:, : self.height, : self.width]
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,7 @@ class Run:
     rank: distributed.Rank = distributed.SINGLE  # one process unless torchrun started several
     objective: Callable | None = None  # reconstruction of `model`; DDP-wrapped under several processes
     step: int = 0
+    fingerprint: dict | None = None  # data_fingerprint of the data, computed once (its hash reads every token)
 
     @property
     def run_dir(self) -> Path:
@@ -168,7 +169,7 @@ class Run:
             self.model.state_dict(),
             self.optimizer.state_dict(),
             self.rank.gather("mask", self.generator.get_state()),
-            {**masking, "data": data_fingerprint(self.dataset), "spec": spec_to_dict(self.dataset.spec)},
+            {**masking, "data": self.fingerprint, "spec": spec_to_dict(self.dataset.spec)},
             {f"{key}/{name}": tensor for key, tensors in kept.items() for name, tensor in tensors.items()},
         )
         self.folder.save(state)  # refuses non-finite weights: TrainingDiverged naming the checkpoint kept
@@ -206,10 +207,11 @@ def build_run(folder: RunFolder, config: Config, resume: bool = False, dataset: 
         rank,
     )
     rank.check_batch(run.batch_size)
+    run.fingerprint = data_fingerprint(dataset)
     if resume:
         saved = load_checkpoint(run.checkpoint_file)
         check_checkpoint(saved, run.checkpoint_file, run.model, run.optimizer, generators=("mask",))
-        folder.resumed(saved, dataset)  # the same data; metric lines after the checkpoint dropped
+        folder.resumed(saved, run.fingerprint)  # the same data; metric lines after the checkpoint dropped
         run.model.load_state_dict(saved.model)
         run.optimizer.load_state_dict(saved.optimizer)
         # a rank the saved run did not have keeps its fresh generator and takes rank 0's strategy state

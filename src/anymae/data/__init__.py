@@ -13,6 +13,8 @@ from anymae.errors import UserError
 
 def load_dataset(config: DataConfig) -> Dataset:
     """A built-in dataset by name, or a user's file by path."""
+    if not config.name.strip():
+        raise UserError("--data (data.name) is empty: name a built-in dataset or a file path")
     if config.name in BUILTINS:
         modality = BUILTINS[config.name].modality
         if config.modality and config.modality != modality:
@@ -29,7 +31,8 @@ def load_dataset(config: DataConfig) -> Dataset:
 
 def absolute_name(name: str) -> str:
     """A path made absolute (so a run works from any folder); built-in names and unknown names as given."""
-    return name if name in BUILTINS or not Path(name).exists() else str(Path(name).resolve())
+    empty = not name.strip()  # Path('') is the current folder: kept empty, to be refused
+    return name if empty or name in BUILTINS or not Path(name).exists() else str(Path(name).resolve())
 
 
 __all__ = ["BUILTINS", "Dataset", "absolute_name", "load_dataset", "random_splits"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from anymae.data.records import BadRecords, labels_and_task
+from anymae.data.records import BadRecords, label_problem, labels_and_task, odd_kind_labels, parse_number
 from anymae.errors import UserError
 from anymae.tokens import ModalitySpec, TokenArrays
 
@@ -83,6 +83,7 @@ def make_dataset(
     tokens = spec.tokenize(raw)
     counts = tokens.valid.sum(1)
     maps = None if importance is None else np.zeros(tokens.valid.shape, dtype=np.float32)
+    odd_labels = set() if labels is None else odd_kind_labels([labels[i] for i in range(len(places))])
     keep = []
     for i, place in enumerate(places):
         if counts[i] < max(min_tokens, 1):
@@ -91,10 +92,17 @@ def make_dataset(
             continue
         if maps is not None and not fill_map(maps[i], importance[i], int(counts[i]), place, bad):
             continue
+        problem = "" if labels is None else label_problem(labels[i])
+        if i in odd_labels and not problem:
+            kind = "a word" if parse_number(labels[i]) is None else "a number"
+            problem = f"label {labels[i]!r} is {kind}; the other labels are not (a label column holds one or the other)"
+        if problem:
+            bad(place, problem)
+            continue
         keep.append(i)
     keep = np.array(keep, dtype=np.int64)
     if len(keep) < 2:
-        raise UserError(f"{name}: fewer than 2 usable records ({len(keep)} usable, {bad.count} bad); at least 2 needed")
+        raise UserError(f"{name}: fewer than 2 usable records ({len(keep)} usable, {bad.summary()}); at least 2 needed")
     report = bad.report()
     if len(keep) < len(tokens):
         tokens = TokenArrays(tokens.inputs[keep], tokens.valid[keep])

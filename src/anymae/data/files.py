@@ -14,7 +14,8 @@
 |                                       | set if the .npz has `counts`        |                         |
 
 `--label` names the label column of a table or the label array of a .npz (default `y`); the
-other readers take labels from the file (image sub-folders, .ts) or have none, and refuse it.
+other readers take labels from the file (the first folder level under an image folder, .ts) or
+have none, and refuse it.
 `data.importance` (per-token maps for masking.map_source=given) names a column of a table or
 an array of a .npz, or is a .npy / .npz file with one row per record.
 """
@@ -230,6 +231,8 @@ def load_arrays(path: Path, config: DataConfig, bad: BadRecords) -> Dataset:
     if config.label and config.label not in arrays:
         raise UserError(f"{path}: --label {config.label}: no such array (arrays: {', '.join(arrays)})")
     x, y = arrays["x"], arrays.get(label)
+    if x.ndim == 0:
+        raise UserError(f"{path}: field 'x' is a single number; it must hold samples (images (n, H, W), rows (n, F))")
     if x.size == 0:
         raise UserError(f"{path}: field 'x' is empty (shape {x.shape})")
     if x.dtype.kind not in "biuf":
@@ -294,6 +297,8 @@ def load_file(path: Path, config: DataConfig) -> Dataset:
     reader = READERS.get(kind(path))
     if reader is None:
         raise UserError(f"{path}: no reader for '{path.suffix}' files (readable: {', '.join(READERS)}, image folders)")
+    if not path.is_file():
+        raise UserError(f"{path}: not a regular file (a pipe or a device?); save the data to a file first")
     if path.stat().st_size == 0:
         raise UserError(f"{path}: the file is empty")
     return reader(path, config, bad)

@@ -94,7 +94,7 @@ def load_digits(config: DataConfig, entry: Entry) -> Dataset:
     images = digits.images.astype(np.float32) / 16.0
     labels = digits.target
     return image_dataset(
-        images, places, strict("digits"), config, labels=labels, task="classification", **entry.about()
+        images, places, strict("digits"), config, 16.0, labels=labels, task="classification", **entry.about()
     )
 
 

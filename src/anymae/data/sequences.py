@@ -89,7 +89,7 @@ def read_fasta(path: Path, bad: BadRecords, spec: AlphabetSequence | None = None
             starts.append(number)
     close()
     if not seen_any:
-        raise UserError(f"{path}: the file is empty")
+        raise UserError(f"{path}: the file is empty" + (f" of readable records ({bad.summary()})" if bad.count else ""))
     return ids, sequences, places
 
 
