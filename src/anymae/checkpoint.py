@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from anymae.config import Config
 from anymae.errors import TrainingDiverged, UserError
+from anymae.tokens import spec_from_dict
 
 FILENAME = "checkpoint.safetensors"
 PREVIOUS = "checkpoint.prev.safetensors"
@@ -298,8 +299,6 @@ def check_checkpoint(
 
 def saved_spec(saved: Checkpoint):
     """The modality spec stored with the checkpoint, or None (older checkpoints, or unreadable)."""
-    from anymae.tokens import spec_from_dict
-
     try:
         return spec_from_dict(saved.extra["spec"])
     except (KeyError, ValueError, TypeError):

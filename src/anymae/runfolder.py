@@ -19,6 +19,7 @@ import numpy as np
 
 from anymae.checkpoint import FILENAME, PREVIOUS, Checkpoint, NonFiniteState, save_checkpoint
 from anymae.errors import TrainingDiverged, UserError
+from anymae.tokens import spec_to_dict
 
 LOCK = ".anymae.lock"
 METRICS = "metrics.jsonl"
@@ -36,8 +37,6 @@ def check_out(out: str | Path, flag: str = "--out") -> Path:
 def content_hash(dataset) -> str:
     """SHA-256 of the tokens, their validity, the splits and the spec (its scales: a table whose values
     were all multiplied by 1000 standardises to the same tokens, but not to the same spec)."""
-    from anymae.tokens import spec_to_dict
-
     h = hashlib.sha256(json.dumps(spec_to_dict(dataset.spec), sort_keys=True, default=str).encode())
     for array in (dataset.tokens.inputs, dataset.tokens.valid, *dataset.splits.values()):
         array = np.ascontiguousarray(array)
