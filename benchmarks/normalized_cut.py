@@ -35,7 +35,7 @@ from anymae.masking import build_strategy
 from anymae.masking.selectors import normalized_cut
 from anymae.model import MaskedAutoencoder
 from anymae.tokens import ImagePatches, TokenBatch
-from anymae.train import make_optimizer, train_step
+from anymae.train import StepContext, make_optimizer, train_step
 
 SIZES = (16, 49, 196)
 DEGENERATE_GAP = 1e-6
@@ -175,7 +175,7 @@ def speed(n: int, batch_size: int, rounds: int, steps: int) -> dict:
         model = MaskedAutoencoder(spec, ModelConfig())
         strategy = build_strategy(masking, spec, model.config)
         optimizer, generator = make_optimizer(model, TrainConfig()), torch.Generator().manual_seed(0)
-        return lambda: train_step(model, optimizer, strategy, generator, [batch], lr=1e-4, progress=0.5)
+        return lambda: train_step(StepContext(model, optimizer, strategy, generator), [batch], lr=1e-4, progress=0.5)
 
     variants = {"random": step_of(MaskingConfig(strategy="random"))}
     for keep in (1, 4):

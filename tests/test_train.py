@@ -163,7 +163,7 @@ def test_resume_is_exact_with_kept_informed_scores(tmp_path, digits):
 def test_train_step_makes_no_update_on_a_non_finite_loss(digits):
     from anymae.masking import build_strategy
     from anymae.model import MaskedAutoencoder
-    from anymae.train import make_optimizer, train_step
+    from anymae.train import StepContext, make_optimizer, train_step
 
     config = tiny_config()
     model = MaskedAutoencoder(digits.spec, config.model)
@@ -172,6 +172,6 @@ def test_train_step_makes_no_update_on_a_non_finite_loss(digits):
     batch = digits.tokens.batch(np.arange(16), False)
     batch.values[:] = float("nan")
     before = {n: p.clone() for n, p in model.named_parameters()}
-    result = train_step(model, optimizer, strategy, torch.Generator().manual_seed(0), [batch], 1e-3, 0.0)
+    result = train_step(StepContext(model, optimizer, strategy, torch.Generator().manual_seed(0)), [batch], 1e-3, 0.0)
     assert math.isnan(result.loss) and len(result.masked) == 1
     assert all(torch.equal(before[n], p) for n, p in model.named_parameters())

@@ -240,43 +240,47 @@ def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
 
-def train_step(
-    model: MaskedAutoencoder,
-    optimizer: torch.optim.Optimizer,
-    strategy: MaskingStrategy,
-    generator: torch.Generator,
-    batches: list[TokenBatch],
-    lr: float,
-    progress: float,
-    clip: float = 0.0,
-    autocast: contextlib.AbstractContextManager | None = None,
-    objective: Callable | None = None,
-    rank: distributed.Rank = distributed.SINGLE,
-) -> StepResult:
+@dataclass
+class StepContext:
+    """What every optimizer step of a run uses: the model and its optimizer, the masking strategy and
+    its generator, and how a step runs (gradient clipping, autocast, the objective, the process group)."""
+
+    model: MaskedAutoencoder
+    optimizer: torch.optim.Optimizer
+    strategy: MaskingStrategy
+    generator: torch.Generator
+    clip: float = 0.0
+    autocast: contextlib.AbstractContextManager | None = None
+    objective: Callable | None = None
+    rank: distributed.Rank = distributed.SINGLE
+
+
+def train_step(context: StepContext, batches: list[TokenBatch], lr: float, progress: float) -> StepResult:
     """One optimizer step: mask and reconstruct each batch (gradients accumulated), clip, update.
 
     `objective` is `reconstruction` of `model` (DDP-wrapped under several processes). The loss
     is the mean over processes; when it is non-finite on any of them, all stop before that
     batch's backward pass and make no update.
     """
-    objective = objective or functools.partial(reconstruction, model)
-    for group in optimizer.param_groups:
+    c = context
+    objective = c.objective or functools.partial(reconstruction, c.model)
+    for group in c.optimizer.param_groups:
         group["lr"] = lr
     total, masks = 0.0, []
     for batch in batches:
-        with autocast or contextlib.nullcontext():
-            out = objective(batch, strategy, generator, progress=progress)
+        with c.autocast or contextlib.nullcontext():
+            out = objective(batch, c.strategy, c.generator, progress=progress)
         masks.append(out.masked)
-        loss = rank.mean(out.loss)
+        loss = c.rank.mean(out.loss)
         if not math.isfinite(loss):
-            optimizer.zero_grad(set_to_none=True)
+            c.optimizer.zero_grad(set_to_none=True)
             return StepResult(loss, masks)
         (out.loss / len(batches)).backward()
         total += loss / len(batches)
-    if clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    if c.clip > 0:
+        torch.nn.utils.clip_grad_norm_(c.model.parameters(), c.clip)
+    c.optimizer.step()
+    c.optimizer.zero_grad(set_to_none=True)
     return StepResult(total, masks)
 
 
@@ -322,7 +326,9 @@ def train(run: Run, stop_after: int | None = None) -> RunResult:
     t = config.train
     end = t.steps if stop_after is None else min(t.steps, stop_after)
     batches = run.batches()
-    autocast = autocast_for(run.device)
+    context = StepContext(
+        run.model, run.optimizer, run.strategy, run.generator, t.clip, autocast_for(run.device), run.objective, run.rank
+    )
     progress = Progress(t.steps, run.step, t.log_every, enabled=run.rank.main)
     diagnostics = MaskDiagnostics(run.dataset, config.masking, run.device)
     window = MetricsWindow(run.batch_size * t.accumulate)
@@ -332,19 +338,7 @@ def train(run: Run, stop_after: int | None = None) -> RunResult:
         while run.step < end:
             lr = learning_rate(run.step, t)
             micro = [next(batches) for _ in range(t.accumulate)]
-            result = train_step(
-                run.model,
-                run.optimizer,
-                run.strategy,
-                run.generator,
-                micro,
-                lr,
-                run.step / t.steps,
-                t.clip,
-                autocast,
-                objective=run.objective,
-                rank=run.rank,
-            )
+            result = train_step(context, micro, lr, run.step / t.steps)
             for batch, masked in zip(micro, result.masked):
                 diagnostics.observe(masked, batch.valid)
             if not math.isfinite(result.loss):
