@@ -19,7 +19,7 @@ sequence the task tests on.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -73,32 +73,58 @@ def split_of_clusters(n_clusters: int) -> np.ndarray:
 
 
 def read_upstream() -> tuple[list[str], list[str], np.ndarray]:
-    """(distinct sequences, their places, the split of each: 0/1/2), in file order."""
+    """(distinct sequences, their places, the locus cluster of each), in file order."""
     path = DM3.path()
     if path is None:
         raise UserError(f"dm3 upstream: not installed; install it with: {DM3.command}")
-    bad = BadRecords(path, "fail")
-    ids, sequences, places = read_fasta(path, bad)
-    loci = [locus(record) for record in ids]
-    groups = clusters(loci, [len(s) for s in sequences])
-    parts = split_of_clusters(int(groups.max()) + 1)[groups]
+    ids, sequences, places = read_fasta(path, BadRecords(path, "fail"))
+    groups = clusters([locus(record) for record in ids], [len(s) for s in sequences])
     seen, keep = set(), []
     for i, sequence in enumerate(sequences):
         key = sequence.upper()
         if key not in seen:
             seen.add(key)
             keep.append(i)
-    return [sequences[i] for i in keep], [places[i] for i in keep], parts[keep]
+    return [sequences[i].upper() for i in keep], [places[i] for i in keep], groups[keep]
 
 
-def by_part(parts: np.ndarray) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-    """Splits of the kept samples from each raw sample's part (0/1/2)."""
+@dataclass
+class Windows:
+    samples: list[str]
+    places: list[str]
+    parts: np.ndarray  # 0 train, 1 val, 2 test, per window
+    proximal: np.ndarray  # per sequence, the index of its TSS-proximal window
 
-    def splits(keep: np.ndarray) -> dict[str, np.ndarray]:
-        kept = parts[keep]
+    def splits(self, keep: np.ndarray) -> dict[str, np.ndarray]:
+        """Splits of the kept samples (make_dataset's callable form)."""
+        kept = self.parts[keep]
         return {name: np.flatnonzero(kept == k) for k, name in enumerate(SPLIT)}
 
-    return splits
+
+def cut(sequences: list[str], places: list[str], groups: np.ndarray, size: int) -> Windows:
+    """Windows of `size` bases counted back from the TSS (the shorter one at the far end kept). Loci
+    holding an identical window (duplicated genes, repeats) join one cluster before the split."""
+    parent = list(range(int(groups.max()) + 1))
+
+    def root(c: int) -> int:
+        while parent[c] != c:
+            parent[c] = parent[parent[c]]
+            c = parent[c]
+        return c
+
+    samples, sample_places, owners, proximal, first = [], [], [], [], {}
+    for sequence, place, group in zip(sequences, places, groups):
+        proximal.append(len(samples))
+        for end in range(len(sequence), 0, -size):
+            text = sequence[max(0, end - size) : end]
+            samples.append(text)
+            sample_places.append(f"{place}, bases {max(0, end - size) + 1}-{end}")
+            owners.append(int(group))
+            a, b = root(int(group)), root(first.setdefault(text, int(group)))
+            parent[max(a, b)] = min(a, b)
+    merged = np.array([root(c) for c in range(len(parent))])
+    parts = split_of_clusters(len(parent))[merged]
+    return Windows(samples, sample_places, parts[owners], np.array(proximal))
 
 
 def window(config: DataConfig) -> int:
@@ -106,18 +132,9 @@ def window(config: DataConfig) -> int:
 
 
 def load_dm3_upstream(config: DataConfig, entry) -> Dataset:
-    sequences, places, parts = read_upstream()
-    size = window(config)
-    samples, sample_places, sample_parts = [], [], []
-    for sequence, place, part in zip(sequences, places, parts):
-        for end in range(len(sequence), 0, -size):  # back from the TSS
-            samples.append(sequence[max(0, end - size) : end])
-            sample_places.append(f"{place}, bases {max(0, end - size) + 1}-{end}")
-            sample_parts.append(part)
+    windows = cut(*read_upstream(), window(config))
     bad = BadRecords(DM3.path(), "fail")
-    return strings_dataset(
-        "dna", samples, sample_places, bad, config, splits=by_part(np.array(sample_parts)), **entry.about()
-    )
+    return strings_dataset("dna", windows.samples, windows.places, bad, config, splits=windows.splits, **entry.about())
 
 
 def dinucleotide_shuffle(sequence: str, rng: np.random.Generator) -> str:
@@ -163,28 +180,27 @@ def reaches(v: str, exits: dict[str, str], last: str) -> bool:
 
 
 def load_dm3_shuffle(config: DataConfig, entry) -> Dataset:
-    sequences, places, parts = read_upstream()
+    windows = cut(*read_upstream(), window(config))
     rng = np.random.default_rng(0)
-    chosen = np.sort(rng.permutation(len(sequences))[:TASK_SEQUENCES])
-    size = window(config)
-    samples, sample_places, labels, sample_parts = [], [], [], []
-    for i in chosen:
-        real = sequences[i][-size:].upper()
+    chosen = np.sort(rng.permutation(len(windows.proximal))[:TASK_SEQUENCES])
+    samples, places, labels, parts = [], [], [], []
+    for w in windows.proximal[chosen]:
+        real = windows.samples[w]
         for label, text in ((1, real), (0, dinucleotide_shuffle(real, rng))):
             samples.append(text)
-            sample_places.append(f"{places[i]}{'' if label else ', shuffled'}")
+            places.append(windows.places[w] + ("" if label else ", shuffled"))
             labels.append(label)
-            sample_parts.append(parts[i])
-    bad = BadRecords(DM3.path(), "fail")
+            parts.append(windows.parts[w])
+    pairs = Windows(samples, places, np.array(parts), np.arange(len(samples)))
     return strings_dataset(
         "dna",
         samples,
-        sample_places,
-        bad,
+        places,
+        BadRecords(DM3.path(), "fail"),
         config,
         labels=labels,
         task="classification",
-        splits=by_part(np.array(sample_parts)),
+        splits=pairs.splits,
         notes={"classes": ["shuffled", "real"]},
         **entry.about(),
     )
