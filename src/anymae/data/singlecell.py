@@ -126,7 +126,7 @@ def h5ad_dataset(
     for row, cell in enumerate(cells):
         wrong = np.flatnonzero(~np.isfinite(x[row]) | (np.abs(np.nan_to_num(x[row])) > FLOAT32_MAX))
         if len(wrong):
-            bad(f"cell '{cell}'", f"gene '{genes[keep[wrong[0]]]}' is {x[row, wrong[0]]!r}, not a finite float32")
+            bad(f"cell '{cell}'", f"gene '{genes[keep[wrong[0]]]}' is {float(x[row, wrong[0]])}, not a finite float32")
         elif labels is not None and is_missing(labels[row]):
             bad(f"cell '{cell}'", f"obs '{config.label}' is missing")
         else:
