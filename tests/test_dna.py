@@ -133,7 +133,7 @@ def test_dm3_task_and_corpus_never_share_a_sequence_across_splits():
         tokens = dataset.tokens
         return {spec.to_text(tokens.inputs[i], tokens.valid[i]) for i in dataset.splits[split]}
 
-    for split, index in task.splits.items():
+    for index in task.splits.values():
         assert task.labels[index].sum() * 2 == len(index)  # each real window with its own shuffle
     assert not texts(corpus, "train") & (texts(task, "test") | texts(task, "val"))
     assert not texts(task, "train") & texts(task, "test")
