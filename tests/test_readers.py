@@ -63,8 +63,11 @@ def test_fasta_of_dna_is_inferred_and_modality_can_be_forced(tmp_path):
     path = tmp_path / "reads.fasta"
     path.write_text(">r1\nACGTTG\nCAN\n>r2\nggcat\n")
     dataset = load(path)
-    assert dataset.spec.name == "dna" and dataset.spec.vocab_size == 6
-    assert dataset.spec.to_text(dataset.tokens.inputs[0], dataset.tokens.valid[0]) == "ACGTTGCAN"
+    assert dataset.spec.name == "dna" and dataset.spec.vocab_size == 5  # A C G T and padding
+    # N is an unknown base: its slot is kept (positions hold) but is no token; lower case is the same base
+    assert dataset.tokens.valid[0, :10].tolist() == [True] * 8 + [False, False]
+    assert dataset.spec.to_text(dataset.tokens.inputs[0], dataset.tokens.valid[0]) == "ACGTTGCA"
+    assert dataset.spec.to_text(dataset.tokens.inputs[1], dataset.tokens.valid[1]) == "GGCAT"
     assert load(path, modality="protein").spec.name == "protein"
 
 

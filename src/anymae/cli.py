@@ -61,6 +61,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         "data.modality": args.modality,
         "data.label": args.label,
         "data.on_bad_record": args.on_bad_record,
+        "data.layer": args.layer,
     }
     for key, value in flags.items():
         if value is not None:
@@ -135,7 +136,7 @@ def run_dataset(args: argparse.Namespace, config):
 
     if args.data:
         set_value(config, "data.name", args.data, "command line")
-    for key in ("modality", "label", "on_bad_record"):
+    for key in ("modality", "label", "on_bad_record", "layer"):
         if getattr(args, key, None) is not None:
             set_value(config, f"data.{key}", getattr(args, key), "command line")
     return load_dataset(config.data)
@@ -147,7 +148,14 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
 
     modalities = [m for m in choices(DataConfig, "modality") if m]
     p.add_argument("--modality", choices=modalities, help="how to read a file (default: inferred from the file)")
-    p.add_argument("--label", metavar="COL", help="label column of a table (CSV / Parquet); default: unlabelled")
+    p.add_argument(
+        "--label",
+        metavar="COL",
+        help="label column of a table (CSV / Parquet) or obs column (.h5ad); default: unlabelled",
+    )
+    p.add_argument(
+        "--layer", metavar="NAME", help="matrix of an .h5ad file: a name in its layers, or raw (raw.X); default: X"
+    )
     p.add_argument(
         "--on-bad-record",
         choices=choices(DataConfig, "on_bad_record"),

@@ -49,6 +49,9 @@ class DataConfig:
     label: str = ""  # users' tables: the label column ("" = unlabelled)
     on_bad_record: Literal["fail", "skip"] = "fail"  # skipped records are counted and reported
     importance: str = ""  # per-token maps for masking.map_source=given: a column / .npz key, or a .npy file
+    kmer: int = 1  # DNA: bases per token (non-overlapping k-mers, 1..6)
+    layer: str = ""  # .h5ad: the matrix to read ("" = X, "raw" = raw.X, else a name in layers)
+    normalise: Literal["none", "library-log1p"] = "none"  # .h5ad counts: per-cell total to 10,000, then log1p
 
 
 @dataclass
@@ -377,6 +380,7 @@ def validate(config: Config) -> Config:
     require(bool(d.name.strip()), "data.name", "a built-in dataset name or a file path", d.name)
     require(d.patch >= 0, "data.patch", "0 (the dataset's default) or a patch size >= 1", d.patch)
     at_least(config, "data.max_tokens", 2)  # one token hidden and one seen
+    require(1 <= d.kmer <= 6, "data.kmer", "bases per DNA token, 1..6", d.kmer)
     at_least(config, "model.dim model.depth model.heads model.latents model.decoder_dim", 1)
     at_least(config, "model.decoder_depth model.decoder_heads", 1)
     require(m.dim % m.heads == 0, "model.heads", f"a divisor of model.dim ({m.dim})", m.heads)

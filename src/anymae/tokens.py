@@ -8,6 +8,7 @@ branches on the modality.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -255,9 +256,9 @@ class AlphabetSequence(ModalitySpec):
         return table
 
     def first_invalid(self, text: str) -> int | None:
-        """The index of the first letter outside the alphabet, or None."""
-        allowed = set(self.alphabet) | set(self.alphabet.lower())
-        return next((i for i, letter in enumerate(text) if letter not in allowed), None)
+        """The index of the first letter outside the alphabet (either case), or None."""
+        wrong = re.search(f"[^{re.escape(self.alphabet + self.alphabet.lower())}]", text)
+        return None if wrong is None else wrong.start()
 
     def check(self, text: str) -> tuple[str, str | None]:
         """The sample as tokenized (stripped, a trailing '*' stop dropped) and what is wrong with it."""
@@ -295,12 +296,62 @@ class AlphabetSequence(ModalitySpec):
         return "".join(self.token_text(int(i)) for i in ids[valid])
 
 
+MAX_KMER = 6  # 4**6 + 1 = 4,097 ids
+
+
+@dataclass(frozen=True)
+class DnaSequence(AlphabetSequence):
+    """DNA -> non-overlapping k-mers of bases as ids 1..4**k (k = 1: single nucleotides); 0 is padding.
+
+    Lower case is the same base (soft-masked repeats). N, an unknown base, makes its token invalid
+    (like a missing value in a table: the encoder never sees it, the loss never asks for it); so
+    does a k-mer holding one. `max_tokens` counts k-mers: a sample keeps max_tokens * k bases, and
+    a last part shorter than k is dropped. Letters other than ACGTN are errors (`invalid`).
+    """
+
+    alphabet: str = DNA_ALPHABET
+    max_tokens: int = 512
+    name: str = "dna"
+    kmer: int = 1
+
+    @property
+    def vocab_size(self) -> int:  # type: ignore[override]
+        return 4**self.kmer + 1
+
+    def tokenize(self, raw: list[str]) -> TokenArrays:
+        codes = np.full(256, -1, dtype=np.int64)  # A C G T -> 0..3 (either case); N and the rest -> -1
+        for i, base in enumerate("ACGT"):
+            codes[ord(base)] = codes[ord(base.lower())] = i
+        weights = 4 ** np.arange(self.kmer - 1, -1, -1)
+        n = len(raw)
+        inputs = np.zeros((n, self.max_tokens), dtype=np.int64)
+        valid = np.zeros((n, self.max_tokens), dtype=bool)
+        for i, text in enumerate(raw):
+            problem = self.invalid(text)
+            if problem:
+                raise ValueError(f"record {i}: {problem}")
+            k = min(len(text) // self.kmer, self.max_tokens)
+            data = np.frombuffer(text[: k * self.kmer].encode("ascii"), dtype=np.uint8)
+            bases = codes[data].reshape(k, self.kmer)
+            known = (bases >= 0).all(1)
+            inputs[i, :k] = np.where(known, bases @ weights + 1, 0)
+            valid[i, :k] = known
+        return TokenArrays(inputs=inputs, valid=valid)
+
+    def token_text(self, token_id: int) -> str:
+        """The k-mer's bases; an invalid token (a k-mer with an N) prints as N."""
+        if not 0 < token_id <= 4**self.kmer:
+            return "N" * self.kmer
+        digits = np.unravel_index(token_id - 1, (4,) * self.kmer)
+        return "".join("ACGT"[int(d)] for d in digits)
+
+
 def protein_spec(max_tokens: int = 512) -> AlphabetSequence:
     return AlphabetSequence(PROTEIN_ALPHABET, max_tokens=max_tokens, name="protein", default_ratio=0.15)
 
 
-def dna_spec(max_tokens: int = 512) -> AlphabetSequence:
-    return AlphabetSequence(DNA_ALPHABET, max_tokens=max_tokens, name="dna", default_ratio=0.15)
+def dna_spec(max_tokens: int = 512, kmer: int = 1) -> DnaSequence:
+    return DnaSequence(max_tokens=max_tokens, kmer=kmer)
 
 
 def smiles_spec(max_tokens: int = 128) -> SmilesSequence:

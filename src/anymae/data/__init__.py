@@ -9,12 +9,23 @@ from anymae.data.catalog import BUILTINS, load_builtin
 from anymae.data.dataset import Dataset, random_splits
 from anymae.data.files import load_file
 from anymae.errors import UserError
+from anymae.tokens import DnaSequence
 
 
 def load_dataset(config: DataConfig) -> Dataset:
     """A built-in dataset by name, or a user's file by path."""
     if not config.name.strip():
         raise UserError("--data (data.name) is empty: name a built-in dataset or a file path")
+    dataset = read_dataset(config)
+    if config.kmer != 1 and not isinstance(dataset.spec, DnaSequence):
+        raise UserError(f"data.kmer applies to DNA only; {config.name} is {dataset.spec.name} data")
+    if (config.layer or config.normalise != "none") and "matrix" not in dataset.notes:
+        raise UserError(f"data.layer and data.normalise apply to .h5ad files only, not to {config.name}")
+    return dataset
+
+
+def read_dataset(config: DataConfig) -> Dataset:
+    """The dataset a name or path gives, before the checks of settings that fit one kind of data."""
     if config.name in BUILTINS:
         modality = BUILTINS[config.name].modality
         if config.modality and config.modality != modality:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from anymae.config import DataConfig
-from anymae.data import carriers, loaders, particles
+from anymae.data import carriers, dna, loaders, particles, singlecell
 from anymae.data.carriers import Carrier, Debian, Generated, Library, Need
 from anymae.data.dataset import Dataset
 from anymae.data.loaders import (
@@ -267,6 +267,41 @@ CATALOG = (
         license=PYTHIA_LICENSE,
         load=loaders.load_quark_gluon,
         needs=(Generated("quark-gluon", GENERATED_SIZE, PYTHIA),),
+    ),
+    # DNA (UCSC dm3 upstream regions; data/dna.py)
+    Entry(
+        name="dm3-upstream",
+        modality="dna",
+        size="17,286 distinct 2 kb sequences, cut into windows of data.max_tokens x data.kmer bases (pretraining)",
+        predicts="none",
+        metric="none",
+        source=f"Debian r-bioc-biostrings {dna.DM3.version}: Biostrings/extdata/dm3_upstream2000.fa.gz",
+        license="Artistic-2.0",
+        load=dna.load_dm3_upstream,
+        needs=(dna.DM3,),
+    ),
+    Entry(
+        name="dm3-shuffle",
+        modality="dna",
+        size=f"{dna.TASK_SEQUENCES:,} TSS-proximal windows + their shuffles (split by locus 60/20/20)",
+        predicts="2 classes (real upstream or dinucleotide-shuffled)",
+        metric="accuracy",
+        source=f"Debian r-bioc-biostrings {dna.DM3.version}: Biostrings/extdata/dm3_upstream2000.fa.gz",
+        license="Artistic-2.0",
+        load=dna.load_dm3_shuffle,
+        needs=(dna.DM3,),
+    ),
+    # single-cell expression (.h5ad; data/singlecell.py)
+    Entry(
+        name="pbmc68k-reduced",
+        modality="tabular",
+        size="700 cells x 765 genes, 256 most variable kept by default (60/20/20)",
+        predicts="10 cell types (obs bulk_labels)",
+        metric="accuracy",
+        source=singlecell.SCANPY.source("datasets/10x_pbmc68k_reduced.h5ad"),
+        license="BSD-3-Clause",
+        load=singlecell.load_pbmc68k_reduced,
+        needs=(singlecell.SCANPY, singlecell.ANNDATA),
     ),
     # time series (UCR, official test sets)
     ucr("ItalyPowerDemand", "1,096 x 24 steps (67 train / 1,029 test)", "2 classes"),

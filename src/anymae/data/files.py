@@ -12,10 +12,11 @@
 | .ts (UCR / UEA)                       | series                              |                         |
 | .npy / .npz (x, optional y)           | image if x is (n, H, W[, C]);       | tabular, series (2-D x) |
 |                                       | set if the .npz has `counts`        |                         |
+| .h5ad (anndata; data/singlecell.py)   | tabular: cells x genes              |                         |
 
-`--label` names the label column of a table or the label array of a .npz (default `y`); the
-other readers take labels from the file (the first folder level under an image folder, .ts) or
-have none, and refuse it.
+`--label` names the label column of a table, the label array of a .npz (default `y`) or an obs
+column of an .h5ad; the other readers take labels from the file (the first folder level under an
+image folder, .ts) or have none, and refuse it.
 `data.importance` (per-token maps for masking.map_source=given) names a column of a table or
 an array of a .npz, or is a .npy / .npz file with one row per record.
 """
@@ -38,6 +39,7 @@ from anymae.data.sequences import (
 )
 from anymae.data.series import read_ts, series_dataset, table_series
 from anymae.data.sets import load_set_arrays
+from anymae.data.singlecell import h5ad_dataset
 from anymae.data.tables import Table, read_table, tabular_dataset
 from anymae.errors import UserError
 
@@ -127,7 +129,7 @@ def load_fasta(path: Path, config: DataConfig, bad: BadRecords) -> Dataset:
     if config.importance and map_file(config) is None:
         raise UserError(f"{path}: FASTA files have no columns; give data.importance as a .npy file")
     modality = config.modality or guess_alphabet(read_fasta(path, BadRecords(path, "skip"), limit=100)[1])
-    _, sequences, places = read_fasta(path, bad, string_spec(modality, config.max_tokens))
+    _, sequences, places = read_fasta(path, bad, string_spec(modality, config.max_tokens, config.kmer))
     maps = maps_from_file(config, path, bad, len(sequences))
     return strings_dataset(modality, sequences, places, bad, config, importance=maps, **about(path))
 
@@ -277,6 +279,11 @@ def load_arrays(path: Path, config: DataConfig, bad: BadRecords) -> Dataset:
     return load_image_arrays(path, config, x, y, maps)
 
 
+def load_h5ad(path: Path, config: DataConfig, bad: BadRecords) -> Dataset:
+    check_modality(path, config.modality, ("tabular",))
+    return h5ad_dataset(path, config, bad)
+
+
 READERS = {
     **{suffix: load_fasta for suffix in FASTA},
     **{suffix: load_lines for suffix in (*TEXT, ".smi")},
@@ -284,6 +291,7 @@ READERS = {
     ".ts": load_ts,
     ".npy": load_arrays,
     ".npz": load_arrays,
+    ".h5ad": load_h5ad,
 }
 
 

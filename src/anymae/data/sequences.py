@@ -111,11 +111,13 @@ def guess_alphabet(sequences: list[str]) -> str:
     return "dna" if letters and letters <= set(DNA_ALPHABET) else "protein"
 
 
-def string_spec(modality: str, max_tokens: int) -> ByteSequence | AlphabetSequence:
+def string_spec(modality: str, max_tokens: int, kmer: int = 1) -> ByteSequence | AlphabetSequence:
+    if modality == "dna":
+        return dna_spec(max_tokens, kmer)
+    if kmer != 1:
+        raise UserError(f"data.kmer={kmer} applies to DNA only; this is {modality} data")
     if modality == "protein":
         return protein_spec(max_tokens)
-    if modality == "dna":
-        return dna_spec(max_tokens)
     if modality == "smiles":
         return smiles_spec(max_tokens)
     return ByteSequence(max_tokens=max_tokens)
@@ -136,7 +138,7 @@ def strings_dataset(
     parses, kept in canonical form), then tokenize. Splits are the spec's (scaffolds for
     molecules), else a fixed random 60/20/20 split (seed 0). `about`: name, source, license,
     metric, task (see make_dataset)."""
-    spec = string_spec(modality, config.max_tokens)
+    spec = string_spec(modality, config.max_tokens, config.kmer)
     if importance is not None and spec.rewrites:
         raise UserError(f"{about['name']}: data.importance does not apply to {modality} (samples are rewritten)")
     kept, kept_places, kept_labels, kept_maps = [], [], [], []
