@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from anymae.checkpoint import load_checkpoint
-from anymae.config import Config, DataConfig, load_config, set_value
+from anymae.config import MODALITIES, Config, DataConfig, load_config, set_value
 from anymae.data import Dataset
 from anymae.data import load_dataset as load_data_config
-from anymae.data.files import MODALITIES
 from anymae.data.images import pixel_scale
 from anymae.errors import UserError, UserTypeError
 from anymae.evaluate import embed as embed_dataset

@@ -25,6 +25,7 @@ import yaml
 from anymae.errors import UserError
 
 Modality = Literal["", "text", "protein", "dna", "smiles", "tabular", "image", "set", "series"]
+MODALITIES: tuple[str, ...] = typing.get_args(Modality)[1:]  # the one list (data.modality "" = inferred)
 MAX_SEED = 2**63 - 1  # torch and numpy both take any seed in [0, 2**63 - 1]
 MAX_STEPS = 10**9  # optimizer steps (or accumulated batches per step): beyond this a run never ends
 MAX_CONFIG_BYTES = 1 << 20  # a recipe is a few hundred bytes; anything this large is not one

@@ -2,8 +2,10 @@
 
 A token is either a discrete id (vocabulary V) or a vector of C continuous values. Each token
 has a position (an index into a learned table, unless the spec says the tokens form a set) and
-a validity flag (False = padding). A spec owns raw -> tokens -> raw; nothing else in anymae
-branches on the modality.
+a validity flag (False = padding). A spec owns raw -> tokens -> raw. The readers choose a spec
+by modality (`STRING_SPECS` for the modalities whose samples are strings; tables, images, sets
+and series have a reader each); baselines are chosen from the spec (its kind of tokens; SMILES by
+name, for fingerprints).
 """
 
 from __future__ import annotations
@@ -356,6 +358,16 @@ def dna_spec(max_tokens: int = 512, kmer: int = 1) -> DnaSequence:
 
 def smiles_spec(max_tokens: int = 128) -> SmilesSequence:
     return SmilesSequence(max_tokens=max_tokens)
+
+
+# The modalities whose samples are strings (FASTA, text files, a table's text column), with their
+# specs: (max_tokens, kmer) -> spec. The readers derive their lists from this table.
+STRING_SPECS = {
+    "text": lambda max_tokens, kmer: ByteSequence(max_tokens=max_tokens),
+    "protein": lambda max_tokens, kmer: protein_spec(max_tokens),
+    "dna": dna_spec,
+    "smiles": lambda max_tokens, kmer: smiles_spec(max_tokens),
+}
 
 
 def _standardise(values: np.ndarray, mean: tuple[float, ...], scale: tuple[float, ...]) -> np.ndarray:

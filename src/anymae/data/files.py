@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from anymae.config import DataConfig
+from anymae.config import MODALITIES, DataConfig
 from anymae.data.dataset import Dataset
 from anymae.data.images import load_image_arrays, load_image_folder, read_npz
 from anymae.data.records import BadRecords, array_task, parse_number
@@ -43,7 +43,6 @@ from anymae.data.singlecell import h5ad_dataset
 from anymae.data.tables import Table, read_table, tabular_dataset
 from anymae.errors import UserError
 
-MODALITIES = ("text", "protein", "dna", "smiles", "tabular", "image", "set", "series")
 FASTA = (".fasta", ".fa", ".faa", ".fna", ".fas", ".ffn", ".fsa")
 TEXT = (".txt", ".text")
 TABLES = (".csv", ".tsv", ".parquet")

@@ -13,14 +13,12 @@ from anymae.data.records import BadRecords, decode, numbered_lines, raw_lines
 from anymae.errors import UserError
 from anymae.tokens import (
     DNA_ALPHABET,
+    STRING_SPECS,
     AlphabetSequence,
     ByteSequence,
-    dna_spec,
-    protein_spec,
-    smiles_spec,
 )
 
-STRING_MODALITIES = ("text", "protein", "dna", "smiles")
+STRING_MODALITIES = tuple(STRING_SPECS)
 
 
 def read_fasta(path: Path, bad: BadRecords, spec: AlphabetSequence | None = None, limit: int = 0):
@@ -112,15 +110,9 @@ def guess_alphabet(sequences: list[str]) -> str:
 
 
 def string_spec(modality: str, max_tokens: int, kmer: int = 1) -> ByteSequence | AlphabetSequence:
-    if modality == "dna":
-        return dna_spec(max_tokens, kmer)
-    if kmer != 1:
+    if kmer != 1 and modality != "dna":
         raise UserError(f"data.kmer={kmer} applies to DNA only; this is {modality} data")
-    if modality == "protein":
-        return protein_spec(max_tokens)
-    if modality == "smiles":
-        return smiles_spec(max_tokens)
-    return ByteSequence(max_tokens=max_tokens)
+    return STRING_SPECS[modality](max_tokens, kmer)
 
 
 def strings_dataset(
