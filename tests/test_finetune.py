@@ -100,7 +100,7 @@ def test_layer_wise_lr_decay_scales_each_layer():
     assert scale[id(net.head.weight)] == 1.0 and scale[id(net.encoder.norm.weight)] == 1.0
     assert scale[id(net.encoder.blocks[1].mlp[0].weight)] == 0.5  # the last block: layer 3 of 3
     assert scale[id(net.encoder.blocks[0].mlp[0].weight)] == 0.25
-    assert scale[id(net.encoder.guide.mlp[0].weight)] == 0.125
+    assert scale[id(net.encoder.guide.block.mlp[0].weight)] == 0.125
     assert scale[id(net.encoder.embed.weight)] == 0.0625
     trained = {id(p) for g in groups for p in g["params"]}
     assert all(id(p) not in trained for p in net.encoder.decoder.parameters())  # decoder is not fine-tuned

@@ -625,3 +625,33 @@ def test_a_full_disk_anywhere_else_in_a_run_is_one_line(tmp_path, capsys, monkey
     monkeypatch.setattr(anymae.train, "save_config", full)
     assert main(pretrain_argv(tmp_path / "run")) == 2
     one_line(capsys.readouterr().err, f"{tmp_path / 'run' / 'config.yaml'}: No space left on device")
+
+
+def test_a_format_2_checkpoint_loads_with_its_guide_layer_renamed(base_run, tmp_path):
+    """Before the guide layer became a Block, its parameters sat directly under `guide.`; such a
+    checkpoint (format 2) still loads, resumes and gives the same weights."""
+    path = base_run / FILENAME
+    tensors = load_file(str(path))
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
+    old_names = {"block.norm_memory": "norm_kv", "block.norm": "norm_q", "block.": ""}
+
+    def old(key: str) -> str:
+        if key.startswith("model.guide.block."):
+            rest = key[len("model.guide.") :]
+            for new, before in old_names.items():
+                if rest.startswith(new + ".") or (new.endswith(".") and rest.startswith(new)):
+                    return "model.guide." + before + rest[len(new) :]
+        return key
+
+    old_tensors = {old(k): v for k, v in tensors.items()}
+    assert "model.guide.norm_q.weight" in old_tensors and "model.guide.mlp.0.weight" in old_tensors
+    metadata = {**metadata, "format": "anymae-checkpoint-2"}
+    metadata["sha256"] = digest(old_tensors, metadata)
+    run = tmp_path / "old"
+    shutil.copytree(base_run, run)
+    save_file(old_tensors, str(run / FILENAME), metadata=metadata)
+    loaded, current = load_checkpoint(run), load_checkpoint(base_run)
+    assert sorted(loaded.model) == sorted(current.model)
+    assert all(torch.equal(loaded.model[k], current.model[k]) for k in current.model)
+    assert main(["probe", "--checkpoint", str(run)]) == 0

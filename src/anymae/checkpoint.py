@@ -29,7 +29,10 @@ from anymae.tokens import spec_from_dict
 
 FILENAME = "checkpoint.safetensors"
 PREVIOUS = "checkpoint.prev.safetensors"
-FORMAT = "anymae-checkpoint-2"
+FORMAT = "anymae-checkpoint-3"
+# Format 2 (before the guide layer became a Block) is read with its guide keys renamed; format 1 is refused.
+GUIDE_KEYS_2 = {"norm_q": "block.norm", "norm_kv": "block.norm_memory", "q": "block.q", "kv": "block.kv",
+                "proj": "block.proj", "norm_mlp": "block.norm_mlp", "mlp": "block.mlp"}
 SKIP_CHECKSUM = "ANYMAE_SKIP_CHECKSUM"  # environment variable: "1" skips the SHA-256 check on load
 ADAMW_STATE = ("exp_avg", "exp_avg_sq", "step")  # what torch's AdamW keeps per parameter (no amsgrad)
 RNG_BYTES = torch.Generator().get_state().numel()  # a CPU generator's state (Mersenne Twister)
@@ -183,7 +186,7 @@ def read_checkpoint(path: Path, verify: bool) -> Checkpoint:
     tensors = load_file(str(path))
     with safe_open(str(path), "pt") as f:
         metadata = f.metadata() or {}
-    if metadata.get("format") != FORMAT:
+    if metadata.get("format") not in (FORMAT, "anymae-checkpoint-2"):
         older = " (written by an older anymae, before checksums: retrain it)"
         raise Damaged(
             f"format is {metadata.get('format')!r}, expected {FORMAT!r}"
@@ -191,6 +194,8 @@ def read_checkpoint(path: Path, verify: bool) -> Checkpoint:
         )
     if verify and metadata.get("sha256") != digest(tensors, metadata):
         raise Damaged("its SHA-256 does not match its contents (the file was damaged or edited)")
+    if metadata["format"] == "anymae-checkpoint-2":
+        tensors = {guide_key_3(key): value for key, value in tensors.items()}
     try:
         step = int(metadata["step"])
     except ValueError:
@@ -232,6 +237,14 @@ def read_checkpoint(path: Path, verify: bool) -> Checkpoint:
         extra=values["extra"],
         masking={k[len("masking.") :]: v for k, v in tensors.items() if k.startswith("masking.")},
     )
+
+
+def guide_key_3(key: str) -> str:
+    """A format-2 tensor name in format 3: the guide layer's parameters moved into its `block`."""
+    parts = key.split(".")
+    if parts[:2] == ["model", "guide"] and len(parts) > 3 and parts[2] in GUIDE_KEYS_2:
+        return ".".join(["model", "guide", GUIDE_KEYS_2[parts[2]], *parts[3:]])
+    return key
 
 
 def check_types(values: dict) -> None:
