@@ -224,8 +224,9 @@ def test_normalized_cut_partition_matches_a_float64_generalised_eigh(kind, n):
 
 @settings(max_examples=40, deadline=None)
 @given(
-    features=hnp.arrays(np.float32, st.tuples(st.integers(3, 24), st.integers(1, 6)),
-                        elements=st.floats(-4, 4, width=32)),
+    features=hnp.arrays(
+        np.float32, st.tuples(st.integers(3, 24), st.integers(1, 6)), elements=st.floats(-4, 4, width=32)
+    ),
     padding=st.integers(0, 5),
 )
 def test_normalized_cut_property_padding_free_and_an_eigenvector(features, padding):

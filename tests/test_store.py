@@ -291,3 +291,33 @@ def test_each_rank_reads_its_share_of_the_global_batch_from_the_store(tmp_path):
             rows = train[rank.share(index)]
             a, b = memory.tokens.batch(rows, True), stored.tokens.batch(stored.splits["train"][rank.share(index)], True)
             assert torch.equal(a.ids, b.ids) and torch.equal(a.valid, b.valid) and torch.equal(a.index, b.index)
+
+
+def test_embed_streams_features_and_writes_their_ids_beside_them(tmp_path, capsys):
+    source = tmp_path / "p.fasta"
+    source.write_text("".join(f">seq{i} text\n{'ACDEFGHIKL'[i % 7 :]}MNPQ\n" for i in range(40)) + ">bad\nAC1\n")
+    prepare(DataConfig(name=str(source), on_bad_record="skip"), tmp_path / "store", workers=1)
+    pretrain(tiny(str(tmp_path / "store"), 2), tmp_path / "run")
+    out = tmp_path / "f.npy"
+    assert main(["embed", "--checkpoint", str(tmp_path / "run"), "--split", "test", "--out", str(out)]) == 0
+    stored = load_dataset(DataConfig(name=str(tmp_path / "store")))
+    test = stored.splits["test"]
+    assert (tmp_path / "f.ids.txt").read_text().splitlines() == [f"seq{i}" for i in test]
+    memory = tmp_path / "m.npy"
+    argv = ["embed", "--checkpoint", str(tmp_path / "run"), "--data", str(source), "--on-bad-record", "skip"]
+    assert main([*argv, "--split", "test", "--out", str(memory)]) == 0
+    np.testing.assert_array_equal(np.load(out), np.load(memory))
+    assert (tmp_path / "m.ids.txt").read_text() == (tmp_path / "f.ids.txt").read_text()
+
+
+def test_probe_caps_validation_and_test_as_it_caps_training(tmp_path):
+    from anymae.config import ProbeConfig
+    from anymae.evaluate import probe_splits
+
+    source = write_table(tmp_path / "t.csv", n=200)
+    prepare(DataConfig(name=str(source), label="y"), tmp_path / "store", workers=1)
+    stored = load_dataset(DataConfig(name=str(tmp_path / "store")))
+    splits = probe_splits(stored, ProbeConfig(max_train=50, max_eval=20))
+    assert {k: len(v) for k, v in splits.items()} == {"train": 50, "val": 20, "test": 20}
+    for part, index in splits.items():
+        assert set(index) <= set(stored.splits[part]) and (np.diff(index) > 0).all()

@@ -72,7 +72,7 @@ class BenchPlan:
 
 # Settings added after the published bench, left out of a cell's hash while at these defaults, so
 # that the finished cells of benchmarks/results/bench keep their hashes (and are not rerun).
-NEWER_DEFAULTS = {("masking", "refresh_every"): 1}
+NEWER_DEFAULTS = {("masking", "refresh_every"): 1, ("probe", "max_eval"): 50000}
 # Settings that do not change what is learned (config.NOT_LEARNED) but that the published bench hashed, at
 # these defaults: hashed at them whatever they are set to, for the same reason.
 HASHED_AT_DEFAULT = {("train", "dist_timeout"): 600.0, ("train", "compile"): False}

@@ -242,7 +242,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from anymae.checkpoint import load_checkpoint
-    from anymae.evaluate import embed
+    from anymae.evaluate import embed_to_file
     from anymae.runfolder import check_out
     from anymae.train import load_model
 
@@ -253,15 +253,17 @@ def cmd_embed(args: argparse.Namespace) -> int:
     dataset = run_dataset(args, config)
     model, _ = load_model(args.checkpoint, dataset)
     index = np.arange(len(dataset)) if args.split == "all" else dataset.splits[args.split]
-    features = embed(model, dataset, index, config.probe.batch_size)  # refuses features that are not finite
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.npy")
-    try:
-        np.save(tmp, features)
+    ids = out.with_suffix(".ids.txt")
+    tmp, tmp_ids = out.with_name(out.name + ".tmp.npy"), ids.with_name(ids.name + ".tmp")
+    try:  # refuses features that are not finite
+        rows, dim = embed_to_file(model, dataset, index, tmp, tmp_ids, config.probe.batch_size)
+        os.replace(tmp_ids, ids)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    print(f"wrote {features.shape[0]} x {features.shape[1]} features ({args.split}) to {out}")
+        tmp_ids.unlink(missing_ok=True)
+    print(f"wrote {rows} x {dim} features ({args.split}) to {out}, their ids (one a line) to {ids}")
     return 0
 
 
@@ -520,7 +522,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--split", choices=("all", "train", "val", "test"), default="all", help="which samples (default: all)"
     )
-    p.add_argument("--out", required=True, help="output .npy file (rows follow the dataset's order)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output .npy file (rows follow the dataset's order), written in chunks; OUT.ids.txt beside it holds "
+        "each row's id (FASTA header, line or row number, image file name)",
+    )
     add_data_flags(p)
     p.set_defaults(func=cmd_embed)
 

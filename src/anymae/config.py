@@ -114,6 +114,7 @@ class TrainConfig:
 @dataclass
 class ProbeConfig:
     max_train: int = 10000  # labelled training examples used by the probes (subsampled, fixed seed)
+    max_eval: int = 50000  # validation and test examples each, likewise (every encoder embeds them)
     knn_k: int = 20
     batch_size: int = 512
 
@@ -397,7 +398,7 @@ def validate(config: Config) -> Config:
     require(0 <= t.seed <= MAX_SEED, "train.seed", f"an integer in [0, {MAX_SEED}]", t.seed)
     require(t.threads >= 0, "train.threads", "an integer >= 0 (0 = torch's default)", t.threads)
     require(t.dist_timeout > 0, "train.dist_timeout", "> 0 seconds", t.dist_timeout)
-    at_least(config, "probe.max_train probe.knn_k probe.batch_size", 1)
+    at_least(config, "probe.max_train probe.max_eval probe.knn_k probe.batch_size", 1)
     f = config.finetune
     require(bool(f.labels) and all(0 < x <= 1 for x in f.labels), "finetune.labels", "fractions in (0, 1]", f.labels)
     at_least(config, "finetune.seeds finetune.epochs finetune.max_steps finetune.batch_size finetune.evals", 1)
