@@ -8,6 +8,8 @@ branches on the modality.
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -219,6 +221,12 @@ class SmilesSequence(ByteSequence):
         return chem.scaffold_splits(samples)
 
 
+@functools.cache
+def outside(alphabet: str) -> re.Pattern:
+    """A pattern matching any character outside `alphabet` (either case): one C-speed scan a sequence."""
+    return re.compile(f"[^{re.escape(alphabet + alphabet.lower())}]")
+
+
 PROTEIN_ALPHABET = "ACDEFGHIKLMNPQRSTVWYXBZUO"  # 20 standard amino acids, X unknown, B Z ambiguous, U O rare
 DNA_ALPHABET = "ACGTN"
 
@@ -249,8 +257,8 @@ class AlphabetSequence(ModalitySpec):
 
     def first_invalid(self, text: str) -> int | None:
         """The index of the first letter outside the alphabet, or None."""
-        allowed = set(self.alphabet) | set(self.alphabet.lower())
-        return next((i for i, letter in enumerate(text) if letter not in allowed), None)
+        found = outside(self.alphabet).search(text)
+        return None if found is None else found.start()
 
     def check(self, text: str) -> tuple[str, str | None]:
         """The sample as tokenized (stripped, a trailing '*' stop dropped) and what is wrong with it."""
