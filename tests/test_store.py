@@ -103,6 +103,7 @@ def round_trip(tmp_path: Path, config: DataConfig, **how):
         (lambda d: DATA / "ItalyPowerDemand_head.ts", {}),
         (lambda d: DATA / "mnist_png", {"patch": 7}),
         (lambda d: write_sets(d / "s.npz"), {"modality": "set"}),
+        (lambda d: "digits", {}),
     ],
     ids=[
         "fasta",
@@ -116,6 +117,7 @@ def round_trip(tmp_path: Path, config: DataConfig, **how):
         "series",
         "images",
         "sets",
+        "built-in",
     ],
 )
 def test_a_store_gives_the_model_the_tokens_of_the_in_memory_path(tmp_path, make, settings):

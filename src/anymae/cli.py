@@ -358,11 +358,12 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise UserError("--workers must be at least 1")
     meta = prepare(config.data, Path(args.out), workers=args.workers or 0)
-    cut = meta["notes"].get("cut", {})
+    notes = meta["notes"]
+    cut = notes.get("cut", {})
+    cuts = f"; {cut['samples']:,} cut at data.max_tokens={cut['max_tokens']}" if cut else ""
     print(
         f"prepared {meta['samples']:,} samples of {meta['spec']['name']} into {args.out} ({meta['layout']}; "
-        f"{meta['notes'].get('skipped', 0):,} bad records skipped; {cut.get('samples', 0):,} cut at "
-        f"data.max_tokens={cut.get('max_tokens', config.data.max_tokens)})"
+        f"{notes.get('skipped', 0):,} bad records skipped{cuts})"
     )
     return 0
 
