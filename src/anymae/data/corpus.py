@@ -11,6 +11,7 @@ FILE` reads it, then written in chunks.
 from __future__ import annotations
 
 import glob
+import json
 import multiprocessing
 import os
 import shutil
@@ -24,7 +25,7 @@ import numpy as np
 from anymae.config import DataConfig
 from anymae.data.catalog import BUILTINS, load_builtin
 from anymae.data.dataset import MIN_TOKENS, Cuts, Dataset, random_splits, too_few
-from anymae.data.files import FASTA, TEXT, check_modality, kind, load_file, load_table
+from anymae.data.files import COLUMNS, FASTA, TEXT, check_modality, kind, load_file, load_table
 from anymae.data.records import BadRecords, numbered_lines, streaming
 from anymae.data.sequences import fasta_records, guess_alphabet, read_fasta, string_spec, token_length
 from anymae.data.store import META, StoreWriter, is_store, open_store, pad, ragged_ok, token_dtype
@@ -34,7 +35,8 @@ from anymae.progress import Counter
 from anymae.tokens import ModalitySpec, TokenArrays
 
 CHUNK = 8192  # samples checked, tokenised and written at a time
-STREAMED = (*FASTA, *TEXT, ".smi")  # read record by record
+JSONL = (".jsonl", ".ndjson")
+STREAMED = (*FASTA, *TEXT, ".smi", *JSONL)  # read record by record
 SHARDS = (*STREAMED, ".csv", ".tsv")  # what a folder or glob of shards may hold
 
 
@@ -49,10 +51,14 @@ def load_dataset(config: DataConfig) -> Dataset:
     if is_store(path):
         return open_store(path, config)
     shards = shard_files(config.name)
+    if kind(path) in JSONL and path.is_file():
+        shards = [path]
     if shards is not None:
         if streamable(shards, config):
             writer = MemoryWriter()
             return writer.dataset(stream_strings(shards, config, writer.start, config.name))
+        if kind(shards[0]) in JSONL:
+            raise UserError(f"{config.name}: JSON Lines are read unlabelled; --label and data.importance need a CSV")
         return load_shards(shards, config)
     if path.exists():
         return load_file(path, config)
@@ -120,6 +126,9 @@ def string_modality(files: list[Path], config: DataConfig) -> str:
     if kind(first) == ".smi":
         check_modality(first, config.modality, ("smiles",))
         return "smiles"
+    if kind(first) in JSONL:
+        check_modality(first, config.modality, ("text", "protein", "dna", "smiles"))
+        return config.modality or json_field(first)[0]
     check_modality(first, config.modality, ("text", "protein", "dna", "smiles"))
     return config.modality or "text"
 
@@ -131,12 +140,47 @@ def string_records(path: Path, spec: ModalitySpec, bad: BadRecords) -> Iterator[
             yield sequence, place, name
         return
     smi, seen = kind(path) == ".smi", False
+    field = json_field(path)[1] if kind(path) in JSONL else ""
     for number, line in numbered_lines(path, bad):
         if line.strip():
             seen = True
-            yield (line.split()[0] if smi else line), f"line {number}", f"line {number}"
+            sample = json_sample(line, field, f"line {number}", bad) if field else line.split()[0] if smi else line
+            if sample is not None:
+                yield sample, f"line {number}", f"line {number}"
     if not seen and not bad.count:
         raise UserError(f"{path}: the file is empty (expected one sample per line)")
+
+
+def json_field(path: Path) -> tuple[str, str]:
+    """(modality, field) of a JSON Lines file, from its first record's field named smiles, text
+    (sentence, review) or sequence (seq), as for a table's columns."""
+    names = ", ".join(c for m in ("smiles", "text", "protein") for c in COLUMNS[m])
+    for number, line in numbered_lines(path, BadRecords(path, "skip")):
+        if line.strip():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                break
+            if isinstance(record, dict):
+                for modality in ("smiles", "text", "protein"):
+                    found = next((k for k in record if k.lower() in COLUMNS[modality]), None)
+                    if found is not None:
+                        return modality, found
+            raise UserError(f"{path}, line {number}: no field named {names} (the field read as samples)")
+    raise UserError(f"{path}: the first record is not a JSON object (JSON Lines: one object a line)")
+
+
+def json_sample(line: str, field: str, place: str, bad: BadRecords) -> str | None:
+    """The field of one JSON Lines record, or None (a bad record) when it is not there or not a string."""
+    try:
+        value = json.loads(line).get(field)
+    except (ValueError, AttributeError):
+        bad(place, "not a JSON object")
+        return None
+    if not isinstance(value, str) or not value.strip():
+        bad(place, f"field '{field}' is missing, empty or not a string")
+        return None
+    return value
 
 
 def check_chunk(spec: ModalitySpec, samples: list[str], keep_samples: bool) -> tuple:
