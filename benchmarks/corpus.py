@@ -6,8 +6,8 @@ its peak resident set read from the kernel (os.wait4):
 
 - `anymae data prepare FILE --out STORE`: seconds, sequences/s, peak memory;
 - `anymae pretrain --data STORE --steps S` (the default protein model, data.max_tokens=256):
-  seconds from the command to its first training step (train.log_every=1), steps' samples/s
-  and peak memory; the same run with `--data FILE` (in memory) for the smaller file beside it;
+  seconds from the command to the start of its first training step, steps' samples/s and
+  peak memory; the same run with `--data FILE` (in memory) for the smaller file beside it;
 - `anymae embed` of the store's test split (20%) with a tiny model (its memory is the data's,
   not the model's): peak memory.
 
@@ -67,16 +67,15 @@ def run(argv: list[str], first: str = "") -> dict:
     return result
 
 
-def samples_per_s(run_dir: Path) -> float:
-    """Median samples/s of the run's steps after the first two (warm-up)."""
-    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return round(float(np.median([x["samples_per_s"] for x in lines[2:]])), 1)
-
-
 def pretrain(data: str, out: Path, steps: int) -> dict:
+    """A run's peak memory, seconds from the command to the start of its first step (the first
+    step's line less the step itself, which metrics.jsonl times), and the median samples/s of
+    its steps after the first two (warm-up)."""
     argv = [*ANYMAE, "pretrain", "--data", data, "--steps", str(steps), "--out", str(out)]
     result = run([*argv, "train.log_every=1", f"train.checkpoint_every={steps}"], first="step 1/")
-    return {**result, "samples_per_s": samples_per_s(out)}
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    result["to_first_step_s"] = round(result.pop("first_step_s") - lines[0]["elapsed_s"], 2)
+    return {**result, "samples_per_s": round(float(np.median([x["samples_per_s"] for x in lines[2:]])), 1)}
 
 
 def main() -> None:

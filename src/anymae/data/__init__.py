@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
 from anymae.data.catalog import BUILTINS
@@ -10,8 +11,12 @@ from anymae.data.dataset import Dataset, random_splits
 
 
 def absolute_name(name: str) -> str:
-    """A path made absolute (so a run works from any folder); built-in names and unknown names as given."""
-    return name if name in BUILTINS or not Path(name).exists() else str(Path(name).resolve())
+    """A path or glob made absolute (so a run works from any folder); built-in and unknown names as given."""
+    if name in BUILTINS:
+        return name
+    if Path(name).exists():
+        return str(Path(name).resolve())
+    return str(Path(name).absolute()) if glob.has_magic(name) else name
 
 
 __all__ = ["BUILTINS", "Dataset", "absolute_name", "load_dataset", "random_splits"]
