@@ -2,12 +2,16 @@
 
 Writes FASTA files of N protein sequences (50-500 letters, uniform) under --work (default
 /tmp/anymae-corpus; never the repository), then, each command in its own child process with
-its peak resident set read from the kernel (os.wait4):
+its peak resident set read from the kernel (os.wait4; it counts the pages of mapped files the
+process touched, which are page cache shared by every process mapping them) and its peak
+anonymous memory (RssAnon, sampled every 0.1 s: what the process itself holds):
 
 - `anymae data prepare FILE --out STORE`: seconds, sequences/s, peak memory;
 - `anymae pretrain --data STORE --steps S` (the default protein model, data.max_tokens=256):
   seconds from the command to the start of its first training step, steps' samples/s and
   peak memory; the same run with `--data FILE` (in memory) for the smaller file beside it;
+- the data side alone (open the data, draw 200 batches of 256 as training does): peak memory
+  and samples/s, store and in memory;
 - `anymae embed` of the store's test split (20%) with a tiny model (its memory is the data's,
   not the model's): peak memory.
 
@@ -23,6 +27,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -46,11 +51,30 @@ def write_fasta(path: Path, n: int, seed: int = 0) -> None:
             )
 
 
+def anonymous_mib(pid: int) -> float:
+    """The process's anonymous resident memory (its own: heap, arrays), without the file pages it
+    maps (the page cache, shared by every process that maps the file, and reclaimable)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    return next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("RssAnon:")), 0.0)
+
+
+def watch(pid: int, peak: list[float]) -> None:
+    while Path(f"/proc/{pid}").exists():
+        peak[0] = max(peak[0], anonymous_mib(pid))
+        time.sleep(0.1)
+
+
 def run(argv: list[str], first: str = "") -> dict:
-    """A command in a child process: seconds, peak resident set (MiB), and seconds until a stderr
-    line starting with `first` (when given)."""
+    """A command in a child process: seconds, peak resident set (MiB; file pages it maps
+    included), peak anonymous memory (sampled every 0.1 s), and seconds until a stderr line
+    starting with `first` (when given)."""
     started = time.perf_counter()
     child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = [0.0]
+    threading.Thread(target=watch, args=(child.pid, peak), daemon=True).start()
     first_at, tail = None, []
     for line in child.stderr:  # type: ignore[union-attr]
         tail = (tail + [line])[-5:]
@@ -61,10 +85,43 @@ def run(argv: list[str], first: str = "") -> dict:
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode:
         raise SystemExit(f"{' '.join(argv)} failed:\n{''.join(tail)}")
-    result = {"seconds": round(time.perf_counter() - started, 2), "peak_mib": round(usage.ru_maxrss / 1024)}
+    result = {
+        "seconds": round(time.perf_counter() - started, 2),
+        "peak_mib": round(usage.ru_maxrss / 1024),
+        "peak_anonymous_mib": round(peak[0]),
+    }
     if first:
         result["first_step_s"] = round(first_at or float("nan"), 2)
     return result
+
+
+LOADER = """
+import sys, time
+import numpy as np
+from anymae.config import DataConfig
+from anymae.data import load_dataset
+dataset = load_dataset(DataConfig(name=sys.argv[1]))
+train, rng = dataset.splits["train"], np.random.default_rng(0)
+started = time.perf_counter()
+for _ in range(200):
+    dataset.tokens.batch(train[np.sort(rng.choice(len(train), 256, replace=False))], True)
+print(200 * 256 / (time.perf_counter() - started))
+"""
+
+
+def loader(data: str) -> dict:
+    """The data side alone: peak memory of opening the data and drawing 200 batches of 256, and
+    the samples/s of those draws."""
+    child = subprocess.Popen([sys.executable, "-c", LOADER, data], stdout=subprocess.PIPE, text=True)
+    peak = [0.0]
+    threading.Thread(target=watch, args=(child.pid, peak), daemon=True).start()
+    rate = float(child.stdout.read())  # type: ignore[union-attr]
+    _, _, usage = os.wait4(child.pid, 0)
+    return {
+        "peak_mib": round(usage.ru_maxrss / 1024),
+        "peak_anonymous_mib": round(peak[0]),
+        "batch_samples_per_s": round(rate),
+    }
 
 
 def pretrain(data: str, out: Path, steps: int) -> dict:
@@ -82,6 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--loader-only", action="store_true", help="prepare and measure the data side only")
     parser.add_argument("--work", type=Path, default=Path("/tmp/anymae-corpus"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/corpus.json"))
     args = parser.parse_args()
@@ -95,6 +153,12 @@ def main() -> None:
         row: dict = {"file_mib": round(fasta.stat().st_size / 2**20)}
         row["prepare"] = run([*ANYMAE, "data", "prepare", str(fasta), "--out", str(store)])
         row["prepare"]["sequences_per_s"] = round(n / row["prepare"]["seconds"])
+        row["loader_store"] = loader(str(store))
+        if n == sizes[0]:
+            row["loader_memory"] = loader(str(fasta))
+        if args.loader_only:
+            results["runs"][n] = row
+            continue
         row["pretrain_store"] = pretrain(str(store), runs / "store", args.steps)
         if n == sizes[0]:
             row["pretrain_memory"] = pretrain(str(fasta), runs / "memory", args.steps)
