@@ -74,6 +74,8 @@ class NpyAppender:
         """Finish the file; its content digest."""
         self.file.seek(0)
         self.file.write(self.header())
+        self.file.flush()
+        os.fsync(self.file.fileno())  # on disk before store.json says the store is whole
         self.file.close()
         return self.digest.hexdigest()
 
@@ -116,13 +118,12 @@ class StoreWriter:
                 raise ValueError("samples are not valid tokens followed by padding; write them padded")
             self.add_ragged(tokens.inputs[tokens.valid], tokens.valid.sum(1), ids)
             return
-        else:
-            if self.arrays["inputs"] is None:
-                self.arrays["inputs"] = NpyAppender(
-                    self.folder / "inputs.npy", tokens.inputs.dtype, tokens.inputs.shape[1:]
-                )
-            self.arrays["inputs"].add(tokens.inputs)
-            self.arrays["valid"].add(tokens.valid)
+        if self.arrays["inputs"] is None:
+            self.arrays["inputs"] = NpyAppender(
+                self.folder / "inputs.npy", tokens.inputs.dtype, tokens.inputs.shape[1:]
+            )
+        self.arrays["inputs"].add(tokens.inputs)
+        self.arrays["valid"].add(tokens.valid)
         if "importance" in self.arrays:
             self.arrays["importance"].add(tokens.importance)
         self.add_ids(ids)
