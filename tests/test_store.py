@@ -335,5 +335,24 @@ def test_json_lines_are_read_by_their_sample_field_with_bad_records_counted(tmp_
     assert memory.spec.name == "protein" and memory.notes["skipped"] == 3 and memory.ids == ["line 1", "line 4"]
     prepare(DataConfig(name=str(source), on_bad_record="skip"), tmp_path / "store", workers=1)
     assert_same(memory, load_dataset(DataConfig(name=str(tmp_path / "store"))))
-    with pytest.raises(UserError, match="JSON Lines are read unlabelled"):
+    with pytest.raises(UserError, match="JSON Lines and SD files are read unlabelled"):
         load_dataset(DataConfig(name=str(source), label="id"))
+
+
+def test_sd_files_stream_molecules_with_unreadable_records_counted(tmp_path):
+    from rdkit import Chem
+
+    blocks = []
+    for name, smiles in (("ethanol", "CCO"), ("phenol", "c1ccccc1O"), ("acid", "CC(=O)O")):
+        mol = Chem.MolFromSmiles(smiles)
+        mol.SetProp("_Name", name)
+        blocks.append(Chem.MolToMolBlock(mol) + "$$$$\n")
+    blocks.insert(1, "broken\n  RDKit\n\n  1  0  0  0  0  0  0  0  0  0999 V2000\nM  END\n$$$$\n")
+    source = tmp_path / "m.sdf"
+    source.write_text("".join(blocks))
+    with pytest.raises(UserError, match=r"m.sdf, record 2: RDKit cannot read this molecule"):
+        load_dataset(DataConfig(name=str(source)))
+    memory = load_dataset(DataConfig(name=str(source), on_bad_record="skip"))
+    assert memory.spec.name == "smiles" and memory.ids == ["ethanol", "phenol", "acid"] and memory.notes["skipped"] == 1
+    prepare(DataConfig(name=str(source), on_bad_record="skip"), tmp_path / "store", workers=1)
+    assert_same(memory, load_dataset(DataConfig(name=str(tmp_path / "store"))))

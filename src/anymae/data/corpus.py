@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from anymae import chem
 from anymae.config import DataConfig
 from anymae.data.catalog import BUILTINS, load_builtin
 from anymae.data.dataset import MIN_TOKENS, Cuts, Dataset, random_splits, too_few
 from anymae.data.files import COLUMNS, FASTA, TEXT, check_modality, kind, load_file, load_table
-from anymae.data.records import BadRecords, numbered_lines, streaming
+from anymae.data.records import BadRecords, numbered_lines, open_binary, streaming
 from anymae.data.sequences import fasta_records, guess_alphabet, read_fasta, string_spec, token_length
 from anymae.data.store import META, StoreWriter, is_store, open_store, pad, ragged_ok, token_dtype
 from anymae.data.tables import Table, read_table
@@ -36,7 +37,8 @@ from anymae.tokens import ModalitySpec, TokenArrays
 
 CHUNK = 8192  # samples checked, tokenised and written at a time
 JSONL = (".jsonl", ".ndjson")
-STREAMED = (*FASTA, *TEXT, ".smi", *JSONL)  # read record by record
+SDF = (".sdf", ".sd")
+STREAMED = (*FASTA, *TEXT, ".smi", *JSONL, *SDF)  # read record by record
 SHARDS = (*STREAMED, ".csv", ".tsv")  # what a folder or glob of shards may hold
 
 
@@ -51,14 +53,16 @@ def load_dataset(config: DataConfig) -> Dataset:
     if is_store(path):
         return open_store(path, config)
     shards = shard_files(config.name)
-    if kind(path) in JSONL and path.is_file():
+    if kind(path) in (*JSONL, *SDF) and path.is_file():  # no reader of the whole file: streamed into memory
         shards = [path]
     if shards is not None:
         if streamable(shards, config):
             writer = MemoryWriter()
             return writer.dataset(stream_strings(shards, config, writer.start, config.name))
-        if kind(shards[0]) in JSONL:
-            raise UserError(f"{config.name}: JSON Lines are read unlabelled; --label and data.importance need a CSV")
+        if kind(shards[0]) in (*JSONL, *SDF):
+            raise UserError(
+                f"{config.name}: JSON Lines and SD files are read unlabelled; --label and data.importance need a CSV"
+            )
         return load_shards(shards, config)
     if path.exists():
         return load_file(path, config)
@@ -123,7 +127,7 @@ def string_modality(files: list[Path], config: DataConfig) -> str:
     if kind(first) in FASTA:
         check_modality(first, config.modality, ("protein", "dna"))
         return config.modality or guess_alphabet(read_fasta(first, BadRecords(first, "skip"), limit=100)[1])
-    if kind(first) == ".smi":
+    if kind(first) in (".smi", *SDF):
         check_modality(first, config.modality, ("smiles",))
         return "smiles"
     if kind(first) in JSONL:
@@ -138,6 +142,14 @@ def string_records(path: Path, spec: ModalitySpec, bad: BadRecords) -> Iterator[
     if kind(path) in FASTA:
         for name, sequence, place in fasta_records(path, bad, spec):  # type: ignore[arg-type]
             yield sequence, place, name
+        return
+    if kind(path) in SDF:
+        with open_binary(path) as stream:
+            for number, (smiles, name) in enumerate(chem.sdf_molecules(stream), 1):
+                if smiles is None:
+                    bad(f"record {number}", "RDKit cannot read this molecule")
+                else:
+                    yield smiles, f"record {number}", name or f"record {number}"
         return
     smi, seen = kind(path) == ".smi", False
     field = json_field(path)[1] if kind(path) in JSONL else ""
