@@ -12,6 +12,8 @@ anonymous memory (RssAnon, sampled every 0.1 s: what the process itself holds):
   peak memory; the same run with `--data FILE` (in memory) for the smaller file beside it;
 - the data side alone (open the data, draw 200 batches of 256 as training does): peak memory
   and samples/s, store and in memory;
+- with --torchrun (instead of the runs above): 1 and 2 processes (torchrun) pretraining a tiny model on the store, their
+  summed proportional set size (a page shared by the processes counted once) and own memory;
 - `anymae embed` of the store's test split (20%) with a tiny model (its memory is the data's,
   not the model's): peak memory.
 
@@ -135,11 +137,51 @@ def pretrain(data: str, out: Path, steps: int) -> dict:
     return {**result, "samples_per_s": round(float(np.median([x["samples_per_s"] for x in lines[2:]])), 1)}
 
 
+def memory_of(marker: str) -> tuple[float, float]:
+    """Summed (Pss, RssAnon) in MiB of the running processes whose command line holds `marker`:
+    proportional set size shares each page among the processes mapping it, so a total of Pss
+    counts a page the processes share (the store's, the libraries') once."""
+    pss = anon = 0.0
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                pss += sum(
+                    int(x.split()[1]) for x in (proc / "smaps_rollup").read_text().splitlines() if x.startswith("Pss:")
+                )
+                anon += anonymous_mib(int(proc.name)) * 1024
+        except OSError:
+            continue
+    return pss / 1024, anon / 1024
+
+
+def torchrun(store: Path, runs: Path, steps: int) -> dict:
+    """Peak summed memory of 1 and of 2 processes (torchrun) pretraining a tiny model on the store."""
+    tiny = ["model.dim=32", "model.depth=1", "model.decoder_dim=32", "model.decoder_depth=1", "train.batch_size=64"]
+    result = {}
+    for world in (1, 2):
+        out = runs / f"torchrun{world}"
+        launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(world)]
+        argv = [*launch, "-m", "anymae", "pretrain", "--data", str(store), "--steps", str(steps), "--out", str(out)]
+        child = subprocess.Popen([*argv, *tiny], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        peak = (0.0, 0.0)
+        while child.poll() is None:
+            now = memory_of(f"--out\x00{out}\x00")  # the launcher and its workers
+            peak = (max(peak[0], now[0]), max(peak[1], now[1]))
+            time.sleep(0.2)
+        if child.returncode:
+            raise SystemExit(f"torchrun with {world} processes failed")
+        result[f"{world}_process"] = {"peak_pss_mib": round(peak[0]), "peak_anonymous_mib": round(peak[1])}
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--loader-only", action="store_true", help="prepare and measure the data side only")
+    parser.add_argument(
+        "--torchrun", action="store_true", help="prepare, then 1 vs 2 processes under torchrun only (tiny model)"
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/anymae-corpus"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/corpus.json"))
     args = parser.parse_args()
@@ -157,6 +199,10 @@ def main() -> None:
         if n == sizes[0]:
             row["loader_memory"] = loader(str(fasta))
         if args.loader_only:
+            results["runs"][n] = row
+            continue
+        if args.torchrun:
+            row["torchrun_tiny"] = torchrun(store, runs, args.steps)
             results["runs"][n] = row
             continue
         row["pretrain_store"] = pretrain(str(store), runs / "store", args.steps)
