@@ -64,6 +64,9 @@ def assert_same(memory, stored) -> None:
     np.testing.assert_array_equal(mine.valid, memory.tokens.valid)
     if memory.tokens.importance is not None:
         np.testing.assert_array_equal(mine.importance, memory.tokens.importance)
+    for at in (1, slice(1, 4), (slice(None), slice(0, 2)), (np.array([1, 0]), 0)):  # as show and the API read rows
+        np.testing.assert_array_equal(stored.tokens.inputs[at], memory.tokens.inputs[at])
+        np.testing.assert_array_equal(stored.tokens.valid[at], memory.tokens.valid[at])
     rows = np.array([min(3, len(memory) - 1), 0, len(memory) - 1, min(3, len(memory) - 1)])
     a, b = memory.tokens.batch(rows, memory.spec.discrete), stored.tokens.batch(rows, stored.spec.discrete)
     for name in ("valid", "ids", "values", "index"):

@@ -281,6 +281,8 @@ class Rows:
         return len(self.tokens)
 
     def __getitem__(self, index):
+        if isinstance(index, tuple):  # rows, then within them (as numpy reads it)
+            return self[index[0] if index[0] is not Ellipsis else slice(None)][(slice(None), *index[1:])]
         if isinstance(index, slice):
             index = np.arange(len(self.tokens))[index]
         one = np.ndim(index) == 0
