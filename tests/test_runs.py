@@ -572,8 +572,8 @@ def test_probe_prints_its_table_before_a_failed_write_of_probe_json(base_run, tm
 def test_embed_reports_the_file_it_wrote(base_run, tmp_path, capsys):
     out = tmp_path / "sub" / "f.npy"
     assert main(["embed", "--checkpoint", str(base_run), "--out", str(out)]) == 0
-    assert f"to {out}\n" in capsys.readouterr().out and np.load(out).shape == (1797, 32)
-    assert sorted(p.name for p in out.parent.iterdir()) == ["f.npy"]
+    assert f"to {out}, their ids" in capsys.readouterr().out and np.load(out).shape == (1797, 32)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["f.ids.txt", "f.npy"]
 
 
 @pytest.mark.slow

@@ -276,7 +276,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from anymae.checkpoint import load_checkpoint
-    from anymae.evaluate import embed
+    from anymae.evaluate import embed_to_file
     from anymae.runfolder import check_out
     from anymae.train import load_model
 
@@ -287,15 +287,17 @@ def cmd_embed(args: argparse.Namespace) -> int:
     dataset = run_dataset(args, config)
     model, _ = load_model(args.checkpoint, dataset)
     index = np.arange(len(dataset)) if args.split == "all" else dataset.splits[args.split]
-    features = embed(model, dataset, index, config.probe.batch_size)  # refuses features that are not finite
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.npy")
-    try:
-        np.save(tmp, features)
+    ids = out.with_suffix(".ids.txt")
+    tmp, tmp_ids = out.with_name(out.name + ".tmp.npy"), ids.with_name(ids.name + ".tmp")
+    try:  # refuses features that are not finite
+        rows, dim = embed_to_file(model, dataset, index, tmp, tmp_ids, config.probe.batch_size)
+        os.replace(tmp_ids, ids)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    print(f"wrote {features.shape[0]} x {features.shape[1]} features ({args.split}) to {out}")
+        tmp_ids.unlink(missing_ok=True)
+    print(f"wrote {rows} x {dim} features ({args.split}) to {out}, their ids (one a line) to {ids}")
     return 0
 
 
@@ -372,13 +374,50 @@ def cmd_data_install(args: argparse.Namespace) -> int:
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
+    args.source, args.overrides = args.source[0], args.source[1:]
+    if args.out is None:
+        return generate(args)
+    from anymae.config import Config, apply_overrides, set_value, validate
+    from anymae.data.corpus import prepare
+
+    config = Config()
+    set_value(config, "data.name", args.source, "command line")
+    for key in ("modality", "label", "on_bad_record"):
+        if getattr(args, key) is not None:
+            set_value(config, f"data.{key}", getattr(args, key), "command line")
+    apply_overrides(config, args.overrides)
+    if any(not key.startswith("data.") for key, _ in (o.split("=", 1) for o in args.overrides)):
+        raise UserError("data prepare takes data settings only (data.max_tokens=512, data.patch=4, ...)")
+    validate(config)
+    if args.workers is not None and args.workers < 1:
+        raise UserError("--workers must be at least 1")
+    meta = prepare(config.data, Path(args.out), workers=args.workers or 0)
+    notes = meta["notes"]
+    cut = notes.get("cut", {})
+    cuts = f"; {cut['samples']:,} cut at data.max_tokens={cut['max_tokens']}" if cut else ""
+    print(
+        f"prepared {meta['samples']:,} samples of {meta['spec']['name']} into {args.out} ({meta['layout']}; "
+        f"{notes.get('skipped', 0):,} bad records skipped{cuts})"
+    )
+    return 0
+
+
+def generate(args: argparse.Namespace) -> int:
     from anymae.data.particles import prepare
 
-    if args.count < 2 or args.workers < 1:
+    if args.source not in GENERATED:
+        raise UserError(
+            f"data prepare {args.source}: name the store with --out STORE (only {', '.join(GENERATED)} "
+            "are generated without one)"
+        )
+    if args.count < 2 or (args.workers or 1) < 1:
         raise UserError("--count must be at least 2 and --workers at least 1")
-    path = prepare(args.name, args.count, seed=args.seed, workers=args.workers)
-    print(f"wrote {args.count} samples of {args.name} to {path}")
+    path = prepare(args.source, args.count, seed=args.seed, workers=args.workers or 1)
+    print(f"wrote {args.count} samples of {args.source} to {path}")
     return 0
+
+
+GENERATED = ("quark-gluon", "higgs-like")
 
 
 def section_defaults(section: str) -> str:
@@ -523,7 +562,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--split", choices=("all", "train", "val", "test"), default="all", help="which samples (default: all)"
     )
-    p.add_argument("--out", required=True, help="output .npy file (rows follow the dataset's order)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output .npy file (rows follow the dataset's order), written in chunks; OUT.ids.txt beside it holds "
+        "each row's id (FASTA header, line or row number, image file name)",
+    )
     add_data_flags(p)
     p.set_defaults(func=cmd_embed)
 
@@ -553,12 +597,24 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_data_list)
     q = data_commands.add_parser(
         "prepare",
-        help="generate a dataset with a simulator and cache it",
-        description="Generate quark / gluon jets or Higgs-like events with Pythia 8 (pip install "
-        "pythia8mc==8.317.2; tens of events per second per core) and cache them in $ANYMAE_DATA or "
-        "~/.cache/anymae.",
+        help="read a file, shards or a built-in dataset once into a token store; or generate a simulated dataset",
+        description="With --out: read SOURCE (a file, a folder or glob of FASTA / text / SMILES / CSV shards, or "
+        "a built-in dataset) once into a token store, a folder of memory-mapped NumPy arrays that --data takes "
+        "wherever it takes a file (training then starts in seconds, at memory independent of the corpus size). "
+        "FASTA and one-sample-a-line files are streamed in chunks at constant memory, tokenised by --workers "
+        "processes; the store is written atomically (a killed preparation leaves none). Without --out: "
+        "generate quark / gluon jets or Higgs-like events with Pythia 8 (pip install pythia8mc==8.317.2; tens "
+        "of events per second per core) and cache them in $ANYMAE_DATA or ~/.cache/anymae.",
     )
-    q.add_argument("name", choices=("quark-gluon", "higgs-like"), help="dataset to generate")
+    q.add_argument(
+        "source",
+        nargs="+",
+        metavar="SOURCE [key=value ...]",
+        help="file, folder or glob of shards, or built-in name (quark-gluon, higgs-like: generate); then data "
+        "settings, e.g. data.max_tokens=512",
+    )
+    q.add_argument("--out", help="store folder to write (replaced if it holds a store)")
+    add_data_flags(q)
     q.add_argument(
         "--count",
         "--jets",
@@ -566,10 +622,10 @@ def build_parser() -> argparse.ArgumentParser:
         dest="count",
         type=int,
         default=GENERATED_SIZE,
-        help=f"samples, half of each class (default: {GENERATED_SIZE})",
+        help=f"generated samples, half of each class (default: {GENERATED_SIZE})",
     )
     q.add_argument("--seed", type=int, default=1, help="generator seed (default: 1)")
-    q.add_argument("--workers", type=int, default=1, help="generator processes, one per core (default: 1)")
+    q.add_argument("--workers", type=int, help="processes (default: every core for a store, 1 for the generator)")
     q.set_defaults(func=cmd_data_prepare)
     q = data_commands.add_parser(
         "install",
@@ -590,6 +646,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     """The arguments; `key=value` overrides may come anywhere, before, between or after the flags."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "func", None) is cmd_data_prepare and all("=" in item for item in extra):
+        args.source += extra  # settings after --out STORE (argparse takes positionals in one run)
+        return args
     stray = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(args, "overrides")]
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")

@@ -120,6 +120,7 @@ class TrainConfig:
 @dataclass
 class ProbeConfig:
     max_train: int = 10000  # labelled training examples used by the probes (subsampled, fixed seed)
+    max_eval: int = 50000  # validation and test examples each, likewise (every encoder embeds them)
     knn_k: int = 20
     batch_size: int = 512
 
@@ -418,7 +419,7 @@ def validate(config: Config) -> Config:
     cpus = os.cpu_count() or 1
     require(0 <= t.threads <= cpus, "train.threads", f"0 (torch's default) to this machine's {cpus} CPUs", t.threads)
     require(t.dist_timeout > 0, "train.dist_timeout", "> 0 seconds", t.dist_timeout)
-    at_least(config, "probe.max_train probe.knn_k probe.batch_size", 1)
+    at_least(config, "probe.max_train probe.max_eval probe.knn_k probe.batch_size", 1)
     f = config.finetune
     require(bool(f.labels) and all(0 < x <= 1 for x in f.labels), "finetune.labels", "fractions in (0, 1]", f.labels)
     at_least(config, "finetune.seeds finetune.epochs finetune.max_steps finetune.batch_size finetune.evals", 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ from anymae.data import Dataset
 from anymae.errors import UserError
 from anymae.metrics import Metric, metric_named
 from anymae.model import MaskedAutoencoder
+from anymae.progress import Counter
 from anymae.tokens import TokenArrays
 
 REGULARISATION = (0.001, 0.01, 0.1, 1.0, 10.0)  # logistic C, or ridge 1/alpha
@@ -44,6 +46,32 @@ def embed(model: MaskedAutoencoder, dataset: Dataset, index: np.ndarray, batch_s
         batch = dataset.tokens.batch(index[start : start + batch_size], dataset.spec.discrete)
         parts.append(model.features(batch).float().numpy())
     return finite(np.concatenate(parts) if parts else np.zeros((0, model.config.dim), dtype=np.float32))
+
+
+def embed_to_file(
+    model: MaskedAutoencoder, dataset: Dataset, index: np.ndarray, out: Path, ids: Path, batch_size: int = 512
+) -> tuple[int, int]:
+    """Features of `index` written into the .npy `out` (memory-mapped) a chunk at a time, with the
+    samples' ids beside them in `ids` (one a line, the same order): memory independent of len(index)."""
+    shape = (len(index), model.config.dim)
+    features = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=shape)
+    counter = Counter(f"embedding {dataset.name}", "samples", len(index))
+    chunk = batch_size * 16
+    with open(ids, "w", encoding="utf-8") as names:
+        for start in range(0, len(index), chunk):
+            rows = np.asarray(index[start : start + chunk])
+            features[start : start + len(rows)] = embed(model, dataset, rows, batch_size)
+            names.writelines(f"{sample_id(dataset, int(i))}\n" for i in rows)
+            counter.update(len(rows))
+    features.flush()
+    del features
+    counter.close()
+    return shape
+
+
+def sample_id(dataset: Dataset, i: int) -> str:
+    """A sample's id (FASTA header, line, row, file name), or its row in the dataset."""
+    return f"sample {i}" if dataset.ids is None else " ".join(str(dataset.ids[i]).split())
 
 
 def finite(features: np.ndarray) -> np.ndarray:
@@ -142,7 +170,7 @@ def knn(metric: Metric, features: dict[str, np.ndarray], labels: dict[str, np.nd
 
 
 def probe_splits(dataset: Dataset, config: ProbeConfig) -> dict[str, np.ndarray]:
-    """train (subsampled to max_train with a fixed seed), val and test indices."""
+    """train, val and test indices (subsampled to max_train, max_eval with a fixed seed); tokens are not read."""
     if dataset.labels is None or dataset.task == "none":
         raise UserError(f"dataset '{dataset.name}' has no labels to probe")
     splits = dict(dataset.splits)
@@ -153,9 +181,10 @@ def probe_splits(dataset: Dataset, config: ProbeConfig) -> dict[str, np.ndarray]
                 f"dataset '{dataset.name}': the training split holds labels of {len(classes)} class "
                 f"({', '.join(map(str, classes[:1]))}); a probe needs at least 2 classes"
             )
-    if len(splits["train"]) > config.max_train:
-        rng = np.random.default_rng(0)
-        splits["train"] = np.sort(rng.choice(splits["train"], config.max_train, replace=False))
+    for part, cap in (("train", config.max_train), ("val", config.max_eval), ("test", config.max_eval)):
+        if len(splits[part]) > cap:
+            rng = np.random.default_rng(0)
+            splits[part] = np.sort(rng.choice(splits[part], cap, replace=False))
     return splits
 
 

@@ -10,6 +10,7 @@ name, for fingerprints).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, fields
 
@@ -229,6 +230,12 @@ class SmilesSequence(ByteSequence):
         return chem.scaffold_splits(samples)
 
 
+@functools.cache
+def outside(alphabet: str) -> re.Pattern:
+    """A pattern matching any character outside `alphabet` (either case): one C-speed scan a sequence."""
+    return re.compile(f"[^{re.escape(alphabet + alphabet.lower())}]")
+
+
 PROTEIN_ALPHABET = "ACDEFGHIKLMNPQRSTVWYXBZUO"  # 20 standard amino acids, X unknown, B Z ambiguous, U O rare
 DNA_ALPHABET = "ACGTN"
 
@@ -259,8 +266,8 @@ class AlphabetSequence(ModalitySpec):
 
     def first_invalid(self, text: str) -> int | None:
         """The index of the first letter outside the alphabet (either case), or None."""
-        wrong = re.search(f"[^{re.escape(self.alphabet + self.alphabet.lower())}]", text)
-        return None if wrong is None else wrong.start()
+        found = outside(self.alphabet).search(text)
+        return None if found is None else found.start()
 
     def check(self, text: str) -> tuple[str, str | None]:
         """The sample as tokenized (stripped, a trailing '*' stop dropped) and what is wrong with it."""

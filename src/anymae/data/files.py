@@ -128,9 +128,9 @@ def load_fasta(path: Path, config: DataConfig, bad: BadRecords) -> Dataset:
     if config.importance and map_file(config) is None:
         raise UserError(f"{path}: FASTA files have no columns; give data.importance as a .npy file")
     modality = config.modality or guess_alphabet(read_fasta(path, BadRecords(path, "skip"), limit=100)[1])
-    _, sequences, places = read_fasta(path, bad, string_spec(modality, config.max_tokens, config.kmer))
+    ids, sequences, places = read_fasta(path, bad, string_spec(modality, config.max_tokens, config.kmer))
     maps = maps_from_file(config, path, bad, len(sequences))
-    return strings_dataset(modality, sequences, places, bad, config, importance=maps, **about(path))
+    return strings_dataset(modality, sequences, places, bad, config, importance=maps, ids=ids, **about(path))
 
 
 def load_lines(path: Path, config: DataConfig, bad: BadRecords) -> Dataset:

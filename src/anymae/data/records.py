@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import bz2
+import contextlib
+import contextvars
 import gzip
 import io
 import math
@@ -66,8 +68,23 @@ def brief(error: BaseException | str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+STREAMING = contextvars.ContextVar("streaming", default=False)
+
+
+@contextlib.contextmanager
+def streaming() -> Iterator[None]:
+    """Lift the size limit of one file: a reader consumed in chunks (data/store.py) holds no file in memory."""
+    token = STREAMING.set(True)
+    try:
+        yield
+    finally:
+        STREAMING.reset(token)
+
+
 def max_file_bytes() -> int:
-    """The size limit of one input file: MAX_FILE_BYTES, or $ANYMAE_MAX_FILE_BYTES when set."""
+    """The size limit of one input file: MAX_FILE_BYTES, or $ANYMAE_MAX_FILE_BYTES when set (none while streaming)."""
+    if STREAMING.get():
+        return 1 << 62
     value = os.environ.get("ANYMAE_MAX_FILE_BYTES", "")
     if value:
         if not value.isdigit():
@@ -82,7 +99,8 @@ def check_size(path: Path, size: int) -> None:
     if size > limit:
         raise UserError(
             f"{path}: {size / MIB:,.0f} MiB is more than the limit of {limit / MIB:,.0f} MiB for one file "
-            "(split it, or raise ANYMAE_MAX_FILE_BYTES)"
+            "(prepare a store from it, read in chunks: anymae data prepare FILE --out STORE; or raise "
+            "ANYMAE_MAX_FILE_BYTES)"
         )
 
 
