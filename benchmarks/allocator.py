@@ -35,7 +35,7 @@ from anymae.config import MaskingConfig, ModelConfig, TrainConfig
 from anymae.masking import build_strategy
 from anymae.model import MaskedAutoencoder
 from anymae.tokens import ImagePatches, TokenBatch
-from anymae.train import make_optimizer, train_step
+from anymae.train import make_optimizer, StepContext, train_step
 
 spec = ImagePatches(height=28, width=28, patch=2)  # 196 tokens
 images = np.random.default_rng(0).random((256, 28, 28), dtype=np.float32)
@@ -48,7 +48,7 @@ optimizer, generator = make_optimizer(model, TrainConfig()), torch.Generator().m
 
 def step(size=256):
     part = TokenBatch(valid=batch.valid[:size], values=batch.values[:size], index=batch.index[:size])
-    train_step(model, optimizer, strategy, generator, [part], lr=1e-4, progress=0.5)
+    train_step(StepContext(model, optimizer, strategy, generator), [part], lr=1e-4, progress=0.5)
 
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt

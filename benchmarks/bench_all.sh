@@ -13,7 +13,7 @@ out=${1:-benchmarks/results/bench}
 bin=${BIN:-.venv/bin}
 strategies=${STRATEGIES:-random,r2mae,sma,informed,attg,span}
 for name in GunPoint breast-cancer higgs-like quark-gluon freesolv solubility uniprot-20k amp \
-  rotten-tomatoes fashion-mnist; do
+  rotten-tomatoes fashion-mnist dm3-upstream dm3-shuffle pbmc68k-reduced; do
   "$bin/anymae" data install "$name" >/dev/null  # what this machine lacks (skipped when ready)
 done
 bench() {
@@ -28,3 +28,14 @@ bench --data freesolv,solubility --config configs/smiles-sma.yaml --strategies $
 bench --data uniprot-20k:amp --config configs/protein-sma.yaml --strategies $strategies
 bench --data fashion-mnist --config configs/image-sma.yaml --strategies $strategies,block train.batch_size=64
 bench --data rotten-tomatoes --config configs/text-sma.yaml --strategies $strategies data.max_tokens=64
+
+# The R²MAE domains (DNA, single-cell), into a folder of their own (NEW_OUT): random, r2mae with one ratio
+# per sample (R²MAE's idea; masking.per_sample changes only the uniform-ratio arm) and sma; 3 seeds;
+# scratch and the baselines (k-mers for DNA; logistic regression on log-expression and boosted trees for cells).
+new_out=${NEW_OUT:-benchmarks/results/bench-new-domains}
+bench_new() {
+  "$bin/anymae" bench --seeds 3 --labels 0.01,0.1,1.0 --out "$new_out" --strategies random,r2mae,sma "$@" \
+    masking.per_sample=true probe.max_train=2000 finetune.max_steps=100 finetune.evals=5
+}
+bench_new --data dm3-upstream:dm3-shuffle --config configs/dna-sma.yaml
+bench_new --data pbmc68k-reduced --config configs/singlecell-sma.yaml

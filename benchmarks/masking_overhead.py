@@ -23,7 +23,7 @@ from anymae.data import load_dataset
 from anymae.masking import SELECTORS, build_strategy
 from anymae.masking.selectors import self_guided_mask
 from anymae.model import MaskedAutoencoder
-from anymae.train import make_optimizer, train_step
+from anymae.train import StepContext, make_optimizer, train_step
 
 # every registered strategy (informed from the first step), then variants
 STRATEGIES = {name: MaskingConfig(strategy=name, start=0.0) for name in SELECTORS} | {
@@ -79,9 +79,10 @@ def main() -> None:
     for round_ in range(args.rounds + 1):  # round 0 warms up
         for name, (model, strategy, optimizer) in runs.items():
             model.train()
+            context = StepContext(model, optimizer, strategy, generator, config.train.clip)
             start = time.perf_counter()
             for batch in batches:  # the training loop's own step
-                train_step(model, optimizer, strategy, generator, [batch], config.train.lr, 0.5, config.train.clip)
+                train_step(context, [batch], config.train.lr, 0.5)
             if round_:
                 step_times[name].append((time.perf_counter() - start) / len(batches))
                 select_times[name].append(selection_seconds(name, model, strategy, batches[0], generator))

@@ -35,7 +35,7 @@ from anymae.masking import build_strategy
 from anymae.masking.selectors import normalized_cut
 from anymae.model import MaskedAutoencoder
 from anymae.tokens import ImagePatches, TokenBatch
-from anymae.train import make_optimizer, train_step
+from anymae.train import StepContext, make_optimizer, train_step
 
 SIZES = (16, 49, 196)
 DEGENERATE_GAP = 1e-6
@@ -121,16 +121,25 @@ def accuracy(samples: int) -> list[dict]:
             reference = [reference_cut(f) for f in features]
             gaps = np.array([gap for _, gap in reference])
             determined = gaps >= DEGENERATE_GAP
-            row = {"features": kind, "tokens": n, "samples": samples, "determined": int(determined.sum()),
-                   "gap_min": float(gaps.min()), "gap_median": float(np.median(gaps)), "gap_max": float(gaps.max())}
+            row = {
+                "features": kind,
+                "tokens": n,
+                "samples": samples,
+                "determined": int(determined.sum()),
+                "gap_min": float(gaps.min()),
+                "gap_median": float(np.median(gaps)),
+                "gap_max": float(gaps.max()),
+            }
             valid = torch.ones(samples, n, dtype=torch.bool)
             for name, solver in (("before", power_cut), ("after", normalized_cut)):
                 side = (solver(torch.from_numpy(features), valid) > 0).numpy()
                 same = np.array([same_partition(s, r) for s, (r, _) in zip(side, reference)])
                 row[f"same_{name}"] = int(same[determined].sum())
             rows.append(row)
-            print(f"{kind:<34} N={n:<4} gap {row['gap_min']:.0e}..{row['gap_max']:.0e}  same partition "
-                  f"before {row['same_before']}/{row['determined']}, after {row['same_after']}/{row['determined']}")
+            print(
+                f"{kind:<34} N={n:<4} gap {row['gap_min']:.0e}..{row['gap_max']:.0e}  same partition "
+                f"before {row['same_before']}/{row['determined']}, after {row['same_after']}/{row['determined']}"
+            )
     return rows
 
 
@@ -155,6 +164,7 @@ def with_solver(solver: Callable, run: Callable[[], object]) -> Callable[[], obj
             return run()
         finally:
             anymae.masking.strategy.normalized_cut = normalized_cut
+
     return call
 
 
@@ -162,20 +172,22 @@ def speed(n: int, batch_size: int, rounds: int, steps: int) -> dict:
     """The cut alone, then whole training steps, before and after, on untrained-encoder features."""
     features = torch.from_numpy(untrained_encoder_features(batch_size, n))
     valid = torch.ones(batch_size, n, dtype=torch.bool)
-    cut = timed({"before": lambda: power_cut(features, valid), "after": lambda: normalized_cut(features, valid)},
-                rounds, steps)
+    cut = timed(
+        {"before": lambda: power_cut(features, valid), "after": lambda: normalized_cut(features, valid)}, rounds, steps
+    )
     spec = ImagePatches(height=28, width=28, patch=int(round(28 / n**0.5)))
     images = np.random.default_rng(0).random((batch_size, 28, 28), dtype=np.float32)
     arrays = spec.tokenize(images)
-    batch = TokenBatch(valid=torch.from_numpy(arrays.valid), values=torch.from_numpy(arrays.inputs),
-                       index=torch.arange(batch_size))  # dataset rows, so that kept scores are found again
+    batch = TokenBatch(
+        valid=torch.from_numpy(arrays.valid), values=torch.from_numpy(arrays.inputs), index=torch.arange(batch_size)
+    )  # dataset rows, so that kept scores are found again
 
     def step_of(masking: MaskingConfig) -> Callable[[], object]:
         torch.manual_seed(0)
         model = MaskedAutoencoder(spec, ModelConfig())
         strategy = build_strategy(masking, spec, model.config)
         optimizer, generator = make_optimizer(model, TrainConfig()), torch.Generator().manual_seed(0)
-        return lambda: train_step(model, optimizer, strategy, generator, [batch], lr=1e-4, progress=0.5)
+        return lambda: train_step(StepContext(model, optimizer, strategy, generator), [batch], lr=1e-4, progress=0.5)
 
     variants = {"random": step_of(MaskingConfig(strategy="random"))}
     for keep in (1, 4):
@@ -183,16 +195,22 @@ def speed(n: int, batch_size: int, rounds: int, steps: int) -> dict:
             masking = MaskingConfig(strategy="informed", start=0.0, refresh_every=keep)
             variants[f"informed-keep{keep}-{name}"] = with_solver(solver, step_of(masking))
     step = timed(variants, rounds, steps)
-    result = {"tokens": n, "cut_s": cut, "step_s": step,
-              "cut_after_over_before": cut["after"] / cut["before"],
-              "keep1_after_over_before": step["informed-keep1-after"] / step["informed-keep1-before"],
-              "keep4_after_over_before": step["informed-keep4-after"] / step["informed-keep4-before"],
-              "keep4_after_over_random": step["informed-keep4-after"] / step["random"]}
-    print(f"N={n}: cut {cut['before']:.3f} s -> {cut['after']:.3f} s; informed step "
-          f"{step['informed-keep1-before']:.3f} -> {step['informed-keep1-after']:.3f} s "
-          f"({result['keep1_after_over_before']:.2f}x); keep4 {step['informed-keep4-before']:.3f} -> "
-          f"{step['informed-keep4-after']:.3f} s ({result['keep4_after_over_before']:.2f}x), "
-          f"{result['keep4_after_over_random']:.2f}x random ({step['random']:.3f} s)")
+    result = {
+        "tokens": n,
+        "cut_s": cut,
+        "step_s": step,
+        "cut_after_over_before": cut["after"] / cut["before"],
+        "keep1_after_over_before": step["informed-keep1-after"] / step["informed-keep1-before"],
+        "keep4_after_over_before": step["informed-keep4-after"] / step["informed-keep4-before"],
+        "keep4_after_over_random": step["informed-keep4-after"] / step["random"],
+    }
+    print(
+        f"N={n}: cut {cut['before']:.3f} s -> {cut['after']:.3f} s; informed step "
+        f"{step['informed-keep1-before']:.3f} -> {step['informed-keep1-after']:.3f} s "
+        f"({result['keep1_after_over_before']:.2f}x); keep4 {step['informed-keep4-before']:.3f} -> "
+        f"{step['informed-keep4-after']:.3f} s ({result['keep4_after_over_before']:.2f}x), "
+        f"{result['keep4_after_over_random']:.2f}x random ({step['random']:.3f} s)"
+    )
     return result
 
 
@@ -205,9 +223,18 @@ def main() -> None:
     parser.add_argument("--no-timing", action="store_true", help="accuracy only")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/normalized_cut.json"))
     args = parser.parse_args()
-    result: dict = {"setup": {"threads": torch.get_num_threads(), "torch": torch.__version__, "tau": TAU,
-                              "eps": EPS, "degenerate_gap": DEGENERATE_GAP, "batch_size": args.batch_size,
-                              "rounds": args.rounds, "steps": args.steps}}
+    result: dict = {
+        "setup": {
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "tau": TAU,
+            "eps": EPS,
+            "degenerate_gap": DEGENERATE_GAP,
+            "batch_size": args.batch_size,
+            "rounds": args.rounds,
+            "steps": args.steps,
+        }
+    }
     result["accuracy"] = accuracy(args.samples)
     if not args.no_timing:
         result["speed"] = [speed(n, args.batch_size, args.rounds, args.steps) for n in (49, 196)]

@@ -26,7 +26,7 @@ from anymae.config import MaskingConfig, ModelConfig, TrainConfig
 from anymae.masking import build_strategy
 from anymae.model import MaskedAutoencoder
 from anymae.tokens import ByteSequence, TokenBatch
-from anymae.train import make_optimizer, train_step
+from anymae.train import StepContext, make_optimizer, train_step
 
 sys.path.insert(0, str(Path(__file__).parent))
 from throughput import sync  # noqa: E402
@@ -59,7 +59,7 @@ def measure(mode: str, length: int, batch_size: int, steps: int, device: torch.d
     batch = TokenBatch(valid=torch.ones(batch_size, length, dtype=torch.bool), ids=ids).to(device)
 
     def step() -> float:
-        return train_step(model, optimizer, strategy, generator, [batch], lr=1e-4, progress=0.5).loss
+        return train_step(StepContext(model, optimizer, strategy, generator), [batch], lr=1e-4, progress=0.5).loss
 
     before = resident_mib(device)
     times = []

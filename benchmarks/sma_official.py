@@ -108,8 +108,9 @@ def compare(samples: int) -> dict:
         for b in range(samples):
             total[mode] += 1
             for name, official in variants.items():
-                theirs = official_mask(logits[b], valid[b], ratio, per_query, True, sigma, row_noise[b], fill_noise[b],
-                                       official)
+                theirs = official_mask(
+                    logits[b], valid[b], ratio, per_query, True, sigma, row_noise[b], fill_noise[b], official
+                )
                 differ[name][mode] += int(not torch.equal(theirs, ours[b]))
     return {"samples": total, "masks_that_differ": differ, "rules": RULES}
 

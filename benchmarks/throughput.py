@@ -34,7 +34,7 @@ from anymae.config import MaskingConfig, ModelConfig, TrainConfig
 from anymae.masking import build_strategy
 from anymae.model import MaskedAutoencoder
 from anymae.tokens import ImagePatches, TokenBatch
-from anymae.train import make_optimizer, train_step
+from anymae.train import StepContext, make_optimizer, train_step
 
 STRATEGIES = {
     "random": MaskingConfig(strategy="random"),
@@ -47,7 +47,7 @@ STRATEGIES = {
 
 def anymae_step(model, batch: TokenBatch, strategy, optimizer, generator: torch.Generator) -> float:
     """One training step, the engine's own."""
-    return train_step(model, optimizer, strategy, generator, [batch], lr=1e-4, progress=0.5).loss
+    return train_step(StepContext(model, optimizer, strategy, generator), [batch], lr=1e-4, progress=0.5).loss
 
 
 def reference_model(config: ModelConfig, patch: int, ratio: float):

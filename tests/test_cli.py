@@ -139,14 +139,15 @@ def test_data_list_shows_the_builtin_datasets(capsys):
 
 def test_binary_tasks_can_be_scored_by_roc_auc():
     from anymae.evaluate import evaluate_features
+    from anymae.metrics import METRICS
 
     rng = np.random.default_rng(0)
     y = {s: rng.integers(0, 2, n) for s, n in (("train", 200), ("val", 100), ("test", 100))}
     x = {s: (labels[:, None] + rng.normal(0, 1.0, (len(labels), 3))).astype(np.float32) for s, labels in y.items()}
-    report = evaluate_features("roc_auc", x, y, k=10)
+    report = evaluate_features(METRICS["roc_auc"], x, y, k=10)
     assert 0.7 < report["linear"]["test"] <= 1.0 and 0.6 < report["knn"]["test"] <= 1.0
     noise = {s: rng.normal(0, 1.0, (len(labels), 3)) for s, labels in y.items()}
-    assert abs(evaluate_features("roc_auc", noise, y, k=10)["linear"]["test"] - 0.5) < 0.15
+    assert abs(evaluate_features(METRICS["roc_auc"], noise, y, k=10)["linear"]["test"] - 0.5) < 0.15
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -15,19 +16,24 @@ from anymae import bench as bench_module
 from anymae.baselines import baseline_names, boosted_trees, fingerprints, kmer_features
 from anymae.bench import BenchPlan, markdown, run_bench
 from anymae.cli import main
-from anymae.config import Config, DataConfig, ModelConfig, ProbeConfig
+from anymae.config import (
+    Config,
+    DataConfig,
+    FinetuneConfig,
+    ModelConfig,
+    ProbeConfig,
+    apply_overrides,
+    load_config,
+    validate,
+)
 from anymae.data import Dataset, load_dataset
 from anymae.data.dataset import random_splits
+from anymae.errors import UserError
 from anymae.evaluate import embed_layers, pooled_layers, probe_report
-from anymae.finetune import (
-    EncoderHead,
-    FinetuneConfig,
-    finetune_config,
-    finetune_report,
-    label_subset,
-    param_groups,
-)
+from anymae.finetune import finetune_report, label_subset
+from anymae.fitting import EncoderHead, param_groups
 from anymae.masking import UniformRatio, parse_ratio
+from anymae.metrics import METRICS
 from anymae.model import MaskedAutoencoder
 from anymae.tokens import ByteSequence, FeatureTokens, ImagePatches, ValueSet, protein_spec, smiles_spec
 
@@ -94,7 +100,7 @@ def test_layer_wise_lr_decay_scales_each_layer():
     assert scale[id(net.head.weight)] == 1.0 and scale[id(net.encoder.norm.weight)] == 1.0
     assert scale[id(net.encoder.blocks[1].mlp[0].weight)] == 0.5  # the last block: layer 3 of 3
     assert scale[id(net.encoder.blocks[0].mlp[0].weight)] == 0.25
-    assert scale[id(net.encoder.guide.mlp[0].weight)] == 0.125
+    assert scale[id(net.encoder.guide.block.mlp[0].weight)] == 0.125
     assert scale[id(net.encoder.embed.weight)] == 0.0625
     trained = {id(p) for g in groups for p in g["params"]}
     assert all(id(p) not in trained for p in net.encoder.decoder.parameters())  # decoder is not fine-tuned
@@ -170,7 +176,8 @@ def test_linear_heads_are_fitted_on_one_blas_thread_and_the_setting_is_restored(
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from anymae.finetune import encoder_task, probe_head
+    from anymae.finetune import encoder_task
+    from anymae.fitting import probe_head
 
     def blas_threads() -> set[int]:
         return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
@@ -208,7 +215,7 @@ def test_boosted_trees_split_even_a_handful_of_labels():
     rng = np.random.default_rng(0)
     y = {split: np.arange(n) % 2 for split, n in (("train", 6), ("val", 40), ("test", 40))}
     x = {split: (labels * 2.0 + rng.normal(0, 0.1, len(labels)))[:, None] for split, labels in y.items()}
-    result = boosted_trees("accuracy", x, y, seed=0)
+    result = boosted_trees(METRICS["accuracy"], x, y, seed=0)
     assert result["val"] == 1.0 and result["test"] == 1.0  # not the majority class (0.5)
 
 
@@ -232,10 +239,25 @@ def test_uniform_alone_takes_the_modality_range():
     assert parse_ratio("uniform", spec=FeatureTokens(features=("a",))) == UniformRatio(0.1, 0.5)
 
 
-def test_finetune_overrides_are_checked():
-    assert finetune_config(["finetune.lr=[1e-3,3e-4]", "finetune.epochs=5"]).lr == (1e-3, 3e-4)
-    with pytest.raises(Exception, match="unknown setting 'finetune.bogus'"):
-        finetune_config(["finetune.bogus=1"])
+def test_finetune_settings_are_a_section_of_the_config(tmp_path):
+    config = apply_overrides(Config(), ["finetune.lr=[1e-3,3e-4]", "finetune.epochs=5", "finetune.labels=0.5"])
+    assert (config.finetune.lr, config.finetune.epochs, config.finetune.labels) == ((1e-3, 3e-4), 5, (0.5,))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("finetune:\n  lr: [1e-3, 3e-4]\n  head_init: random\n")
+    assert load_config(recipe, []).finetune == FinetuneConfig(lr=(1e-3, 3e-4), head_init="random")
+    with pytest.raises(UserError, match="unknown setting 'finetune.bogus'"):
+        apply_overrides(Config(), ["finetune.bogus=1"])
+    with pytest.raises(UserError, match="finetune.head_init must be one of probe, random, got 'linear'"):
+        apply_overrides(Config(), ["finetune.head_init=linear"])
+    with pytest.raises(UserError, match="finetune.lr must be a number or a list of numbers, got '1e-3,x'"):
+        apply_overrides(Config(), ["finetune.lr=1e-3,x"])
+    for bad, message in (
+        ("finetune.labels=[0.5,2]", "finetune.labels must be fractions in (0, 1]"),
+        ("finetune.lr=[]", "finetune.lr must be learning rates > 0"),
+        ("finetune.layer_decay=0", "finetune.layer_decay must be in (0, 1]"),
+    ):
+        with pytest.raises(UserError, match=re.escape(message)):
+            validate(apply_overrides(Config(), [bad]))
 
 
 def test_ties_are_marked_within_the_spread():
@@ -320,12 +342,16 @@ def test_bench_choices_do_not_read_the_test_labels(image_file, tmp_path):
 
 
 def test_cli_finetune_writes_its_report(image_file, tmp_path):
-    run = tmp_path / "run"
-    assert main(["pretrain", "--data", str(image_file), "--steps", "3", "--out", str(run), *TINY]) == 0
+    run, recipe = tmp_path / "run", tmp_path / "recipe.yaml"
+    recipe.write_text("finetune:\n  max_steps: 4\n  evals: 3\n")  # the run's recipe carries its fine-tuning
+    argv = ["pretrain", "--data", str(image_file), "--steps", "3", "--config", str(recipe), "--out", str(run)]
+    assert main([*argv, *TINY]) == 0
     argv = ["finetune", "--checkpoint", str(run), "--labels", "0.5", "--seeds", "1", "--save-weights"]
-    assert main([*argv, "finetune.max_steps=4", "finetune.evals=2", "--no-baselines"]) == 0
+    assert main([*argv, "finetune.evals=2", "--no-baselines"]) == 0
     report = json.loads((run / "finetune.json").read_text())
+    assert (report["recipe"]["max_steps"], report["recipe"]["evals"]) == (4, 2)  # the recipe's, then the override
     assert set(report["fractions"]["0.5"]) == {"n_labels", "pretrained", "scratch"}
+    assert main(["finetune", "--checkpoint", str(run), "model.dim=8"]) == 2  # the run's model is fixed
     assert (run / "finetuned" / "pretrained-0.5-seed0.safetensors").exists()
     assert main(["finetune", "--checkpoint", str(run), "--labels", "2"]) == 2
     assert main(["bench", "--data", "digits", "--steps", "ten", "--out", str(tmp_path / "b")]) == 2
@@ -344,7 +370,8 @@ def test_the_head_starts_as_the_best_probe_on_validation(classes):
     from sklearn.linear_model import LogisticRegression
 
     from anymae.evaluate import REGULARISATION, pool
-    from anymae.finetune import encoder_task, outputs_of, probe_head
+    from anymae.finetune import encoder_task
+    from anymae.fitting import outputs_of, probe_head
 
     dataset = image_dataset()
     dataset.labels = dataset.labels % classes
@@ -404,3 +431,19 @@ def test_a_setting_added_after_the_published_bench_keeps_cell_hashes_at_its_defa
     changed = Config()
     changed.masking.refresh_every = 4
     assert bench.digest(changed) != at_default
+
+
+@pytest.mark.parametrize("command", ["finetune", "bench"])
+def test_every_finetune_setting_is_in_the_help(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(f"finetune.{f.name}=" in text for f in dataclasses.fields(FinetuneConfig))
+
+
+def test_bench_arms_are_the_selectors_and_two_variants_of_random():
+    from anymae.masking import SELECTORS
+
+    assert list(bench_module.STRATEGIES) == [*SELECTORS, "r2mae", "attg"]
+    assert all(bench_module.STRATEGIES[name] == {"masking.strategy": name} for name in SELECTORS)
+    assert bench_module.STRATEGIES["r2mae"] == {"masking.strategy": "random", "masking.ratio": "uniform"}

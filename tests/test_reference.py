@@ -28,8 +28,8 @@ from tests.test_model import some_mask
 
 def explicit_logits(model, queries: torch.Tensor, tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     guide = model.guide
-    q = split_heads(guide.q(guide.norm_q(queries)), guide.heads)
-    k = split_heads(guide.kv(guide.norm_kv(tokens)).chunk(2, dim=-1)[0], guide.heads)
+    q = split_heads(guide.block.q(guide.block.norm(queries)), guide.heads)
+    k = split_heads(guide.block.kv(guide.block.norm_memory(tokens)).chunk(2, dim=-1)[0], guide.heads)
     return ((q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5).masked_fill(~valid[:, None, None, :], float("-inf"))
 
 
@@ -40,9 +40,9 @@ def reference_encode(model, batch, masked: torch.Tensor) -> tuple[torch.Tensor, 
     queries = x if model.latents is None else model.latents.expand(len(x), -1, -1)
     scores = explicit_logits(model, queries, x, batch.valid)
     attention = scores.masked_fill(masked[:, None, None, :], float("-inf")).softmax(dim=-1)
-    v = split_heads(guide.kv(guide.norm_kv(x)).chunk(2, dim=-1)[1], guide.heads)
-    h = queries + guide.proj(merge_heads(attention @ v))
-    h = h + guide.mlp(guide.norm_mlp(h))
+    v = split_heads(guide.block.kv(guide.block.norm_memory(x)).chunk(2, dim=-1)[1], guide.heads)
+    h = queries + guide.block.proj(merge_heads(attention @ v))
+    h = h + guide.block.mlp(guide.block.norm_mlp(h))
     key_valid = None
     if model.latents is None:
         h, key_valid = keep_visible(h, batch.valid & ~masked)
@@ -84,8 +84,8 @@ def test_guide_layer_with_a_given_mask_matches_the_reference(mode, tokens, seed)
     expected = reference_loss(model, batch, masked)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     # and the gradients agree too
-    grad = torch.autograd.grad(loss, model.guide.q.weight)[0]
-    assert torch.allclose(grad, torch.autograd.grad(expected, model.guide.q.weight)[0], atol=1e-6)
+    grad = torch.autograd.grad(loss, model.guide.block.q.weight)[0]
+    assert torch.allclose(grad, torch.autograd.grad(expected, model.guide.block.q.weight)[0], atol=1e-6)
 
 
 SMA = {
@@ -224,8 +224,9 @@ def test_normalized_cut_partition_matches_a_float64_generalised_eigh(kind, n):
 
 @settings(max_examples=40, deadline=None)
 @given(
-    features=hnp.arrays(np.float32, st.tuples(st.integers(3, 24), st.integers(1, 6)),
-                        elements=st.floats(-4, 4, width=32)),
+    features=hnp.arrays(
+        np.float32, st.tuples(st.integers(3, 24), st.integers(1, 6)), elements=st.floats(-4, 4, width=32)
+    ),
     padding=st.integers(0, 5),
 )
 def test_normalized_cut_property_padding_free_and_an_eigenvector(features, padding):

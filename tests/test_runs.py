@@ -426,7 +426,11 @@ def run_case(case: str, base_run: Path, tmp: Path):
     if case == "embed-other-shape":
         np.savez(tmp / "wide.npz", x=np.zeros((40, 16, 16), np.uint8), y=np.zeros(40, int))
         argv = ["embed", "--checkpoint", str(run), "--data", str(tmp / "wide.npz"), "--out", str(tmp / "f.npy")]
-        return argv, 2, "does not fit the model its config builds"
+        return (
+            argv,
+            2,
+            "the run was trained on images of 8x8 pixels in 2x2 patches (16 tokens), and this data is images of 16x16",
+        )
     if case == "other-file-data":  # same path, other contents
         data = tmp / "x.npz"
         np.savez(data, x=np.zeros((60, 8, 8), np.uint8), y=np.zeros(60, int))
@@ -568,8 +572,8 @@ def test_probe_prints_its_table_before_a_failed_write_of_probe_json(base_run, tm
 def test_embed_reports_the_file_it_wrote(base_run, tmp_path, capsys):
     out = tmp_path / "sub" / "f.npy"
     assert main(["embed", "--checkpoint", str(base_run), "--out", str(out)]) == 0
-    assert f"to {out}\n" in capsys.readouterr().out and np.load(out).shape == (1797, 32)
-    assert sorted(p.name for p in out.parent.iterdir()) == ["f.npy"]
+    assert f"to {out}, their ids" in capsys.readouterr().out and np.load(out).shape == (1797, 32)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["f.ids.txt", "f.npy"]
 
 
 @pytest.mark.slow
@@ -621,3 +625,33 @@ def test_a_full_disk_anywhere_else_in_a_run_is_one_line(tmp_path, capsys, monkey
     monkeypatch.setattr(anymae.train, "save_config", full)
     assert main(pretrain_argv(tmp_path / "run")) == 2
     one_line(capsys.readouterr().err, f"{tmp_path / 'run' / 'config.yaml'}: No space left on device")
+
+
+def test_a_format_2_checkpoint_loads_with_its_guide_layer_renamed(base_run, tmp_path):
+    """Before the guide layer became a Block, its parameters sat directly under `guide.`; such a
+    checkpoint (format 2) still loads, resumes and gives the same weights."""
+    path = base_run / FILENAME
+    tensors = load_file(str(path))
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
+    old_names = {"block.norm_memory": "norm_kv", "block.norm": "norm_q", "block.": ""}
+
+    def old(key: str) -> str:
+        if key.startswith("model.guide.block."):
+            rest = key[len("model.guide.") :]
+            for new, before in old_names.items():
+                if rest.startswith(new + ".") or (new.endswith(".") and rest.startswith(new)):
+                    return "model.guide." + before + rest[len(new) :]
+        return key
+
+    old_tensors = {old(k): v for k, v in tensors.items()}
+    assert "model.guide.norm_q.weight" in old_tensors and "model.guide.mlp.0.weight" in old_tensors
+    metadata = {**metadata, "format": "anymae-checkpoint-2"}
+    metadata["sha256"] = digest(old_tensors, metadata)
+    run = tmp_path / "old"
+    shutil.copytree(base_run, run)
+    save_file(old_tensors, str(run / FILENAME), metadata=metadata)
+    loaded, current = load_checkpoint(run), load_checkpoint(base_run)
+    assert sorted(loaded.model) == sorted(current.model)
+    assert all(torch.equal(loaded.model[k], current.model[k]) for k in current.model)
+    assert main(["probe", "--checkpoint", str(run)]) == 0

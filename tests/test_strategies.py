@@ -93,7 +93,7 @@ def test_no_gradient_flows_through_selection(name):
     out = reconstruction(model, batch, build_strategy(CONFIGS[name], model.spec), torch.Generator().manual_seed(0), 0.5)
     assert not out.masked.requires_grad
     out.loss.backward()  # the selection's tensors are detached: backward works and reaches the guide layer
-    assert model.guide.q.weight.grad is not None
+    assert model.guide.block.q.weight.grad is not None
 
 
 def block_scores(n: int = 12, block: int = 4) -> torch.Tensor:

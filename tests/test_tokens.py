@@ -37,3 +37,13 @@ def test_raw_features_are_bag_of_tokens_for_ids():
     features = spec.raw_features(spec.tokenize(["aab", "c"]))
     assert features.shape == (2, 256)
     assert features[0, ord("a")] == pytest.approx(2 / 3) and features[1, ord("c")] == 1.0
+
+
+def test_the_string_modalities_are_modalities_each_with_its_spec():
+    from anymae.config import MODALITIES
+    from anymae.tokens import STRING_SPECS
+
+    assert set(STRING_SPECS) <= set(MODALITIES)
+    for name, make in STRING_SPECS.items():
+        spec = make(32, 1)
+        assert spec.name == name and spec.max_tokens == 32

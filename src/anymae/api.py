@@ -16,14 +16,15 @@ from pathlib import Path
 import numpy as np
 
 from anymae.checkpoint import load_checkpoint
-from anymae.config import Config, DataConfig, load_config, set_value
+from anymae.config import MODALITIES, Config, DataConfig, load_config, set_value
 from anymae.data import Dataset
 from anymae.data import load_dataset as load_data_config
-from anymae.data.files import MODALITIES
-from anymae.errors import UserError
+from anymae.data.images import pixel_scale
+from anymae.errors import UserError, UserTypeError
 from anymae.evaluate import embed as embed_dataset
 from anymae.model import MaskedAutoencoder
 from anymae.tokens import FeatureTokens, ImagePatches, ModalitySpec, TokenArrays, ValueSet, spec_from_dict, spec_to_dict
+from anymae.train import pretrain as run_pretraining
 
 
 @dataclass
@@ -42,12 +43,19 @@ class Encoder:
     def tokens(self, inputs, label: str = "") -> TokenArrays:
         """Raw inputs as this encoder's tokens: a file path (read like `--data`; `label` names a column to
         leave out), a list of strings (text, proteins, DNA, SMILES), or an array (images (n, H, W[, C]),
-        table rows (n, F) in the training columns' order, series (n, T)) or a list of arrays (series, sets)."""
+        table rows (n, F) in the training columns' order, series (n, T)) or a list of arrays (series, sets).
+
+        Checked as the readers check files: images are scaled as the run's were (integers by its
+        pixel scale; floats must lie in [0, 1]), complex or text values are a TypeError, and every
+        sample needs a valid token (not empty, not all missing). Mistakes raise UserError (a ValueError)
+        or UserTypeError (a TypeError) naming the input."""
         if isinstance(inputs, (str, Path)):
+            if not str(inputs).strip():
+                raise UserError("inputs is an empty path; to embed text, pass a list of strings")
             return self._file_tokens(Path(inputs), label)
         if self.spec.discrete:
             if isinstance(inputs, np.ndarray) or not all(isinstance(s, str) for s in inputs):
-                raise UserError(f"this encoder takes {self.spec.name} strings: pass a list of str (or a file path)")
+                raise UserTypeError(f"this encoder takes {self.spec.name} strings: pass a list of str (or a file path)")
             samples = []
             for i, sample in enumerate(inputs):
                 sample, problem = self.spec.check(sample)  # as the readers check and rewrite them
@@ -55,21 +63,49 @@ class Encoder:
                     raise UserError(f"inputs[{i}]: {problem}")
                 samples.append(sample)
             return self._tokenize(samples)
-        if isinstance(inputs, np.ndarray) and isinstance(self.spec, ImagePatches) and inputs.dtype == np.uint8:
-            inputs = inputs.astype(np.float32) / 255.0  # as the image readers scale pixels
+        if isinstance(self.spec, ImagePatches):
+            inputs = self._images(inputs)
+        else:
+            numeric_arrays(inputs)
         return self._tokenize(inputs)
+
+    def _images(self, inputs) -> np.ndarray:
+        """Images scaled to [0, 1] as the run's were (see tokens)."""
+        images = np.asarray(numeric_arrays(inputs))
+        if images.ndim not in (3, 4):
+            hint = " (one image? pass x[None])" if images.ndim == 2 else ""
+            raise UserError(f"inputs: images must be (n, H, W) or (n, H, W, C), got shape {images.shape}{hint}")
+        scale = pixel_scale("inputs", images)
+        if images.dtype.kind in "iu" and self.spec.pixel_scale > 1:  # the run's own scale, recorded with it
+            if images.max() > self.spec.pixel_scale:
+                raise UserError(
+                    f"inputs: pixels up to {images.max()}, but this run's pixels were scaled by "
+                    f"1/{self.spec.pixel_scale:g}; pass values in 0-{self.spec.pixel_scale:g} or floats in [0, 1]"
+                )
+            scale = self.spec.pixel_scale
+        return images.astype(np.float32) / np.float32(scale)
 
     def embed(self, inputs, label: str = "", batch_size: int = 512) -> np.ndarray:
         """Pooled features (n, D) of the frozen encoder, no masking (as `anymae embed`)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise UserError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
         tokens = self.tokens(inputs, label)
         dataset = Dataset("inputs", self.spec, tokens, None, {}, task="none")
         return embed_dataset(self.module, dataset, np.arange(len(tokens)), batch_size)
 
     def _tokenize(self, raw) -> TokenArrays:
+        if len(raw) == 0:
+            raise UserError("inputs is empty: pass at least one sample")
         try:
-            return self.spec.tokenize(raw)
+            tokens = self.spec.tokenize(raw)
         except (ValueError, TypeError) as error:
             raise UserError(f"inputs do not fit this {self.spec.name} encoder: {error}") from None
+        empty = np.flatnonzero(tokens.valid.sum(1) == 0)
+        if len(empty):
+            raise UserError(
+                f"inputs[{empty[0]}]: no valid token (empty, or every value missing); {len(empty)} such samples"
+            )
+        return tokens
 
     def _file_tokens(self, path: Path, label: str) -> TokenArrays:
         """Read a file with the data readers, then map its tokens onto the training spec."""
@@ -84,6 +120,28 @@ class Encoder:
         )
         found = load_data_config(config)
         return conform(found.tokens, found.spec, self.spec, path)
+
+
+def numeric_arrays(inputs):
+    """Numbers only: complex values (their imaginary part would be dropped), text and objects are a
+    TypeError; inf is refused naming the sample (NaN is a missing value where the modality has them)."""
+    parts = [inputs] if isinstance(inputs, np.ndarray) else list(inputs) if isinstance(inputs, (list, tuple)) else None
+    if parts is None:
+        raise UserTypeError(f"inputs must be an array, a list of arrays or a file path, not {type(inputs).__name__}")
+    for i, part in enumerate(parts):
+        try:
+            array = np.asarray(part)
+        except ValueError as error:  # ragged nested lists
+            raise UserError(f"inputs[{i}]: not an array of numbers ({error})") from None
+        if array.dtype.kind not in "biuf":
+            raise UserTypeError(
+                f"inputs{'' if len(parts) == 1 and part is inputs else f'[{i}]'}: values must be "
+                f"real numbers, got {array.dtype} values"
+            )
+        if array.dtype.kind == "f" and np.isinf(array).any():
+            where = np.argwhere(np.isinf(array))[0]
+            raise UserError(f"inputs: inf at index {tuple(int(k) for k in where)}")
+    return inputs
 
 
 def conform(tokens: TokenArrays, found: ModalitySpec, spec: ModalitySpec, where: Path) -> TokenArrays:
@@ -105,8 +163,9 @@ def conform(tokens: TokenArrays, found: ModalitySpec, spec: ModalitySpec, where:
             raise UserError(f"{where}: no feature {', '.join(missing[:5])} (the encoder was trained on these columns)")
         columns = [found.features.index(name) for name in spec.features]
         return spec.tokenize(np.where(valid, raw, np.nan)[:, columns])
-    same = {k: v for k, v in spec_to_dict(spec).items() if k != "max_tokens"}
-    other = {k: v for k, v in spec_to_dict(found).items() if k != "max_tokens"}
+    ignored = ("max_tokens", "pixel_scale")  # pixels are in [0, 1] by then, however they were scaled
+    same = {k: v for k, v in spec_to_dict(spec).items() if k not in ignored}
+    other = {k: v for k, v in spec_to_dict(found).items() if k not in ignored}
     if same != other:
         differ = ", ".join(f"{k} {other.get(k)} (trained: {v})" for k, v in same.items() if other.get(k) != v)
         raise UserError(f"{where}: its tokens differ from the encoder's: {differ}")
@@ -152,8 +211,10 @@ def pretrain(
     """Pretrain on a built-in name, a file path or a Dataset; `settings` are dotted keys as on the
     command line ({"train.steps": 500, "model.dim": 64}), applied over `config` (a YAML recipe or a
     Config). Writes the run folder `out` and returns its encoder."""
-    from anymae.train import pretrain as run_pretraining
-
+    check_type("data", data, (str, Path, Dataset))
+    check_type("out", out, (str, Path))
+    check_type("settings", settings, (dict, type(None)))
+    check_type("config", config, (str, Path, Config, type(None)))
     config = config if isinstance(config, Config) else load_config(config, [])
     dataset = data if isinstance(data, Dataset) else None
     set_value(config, "data.name", data.name if dataset else str(data), source="pretrain()")
@@ -161,6 +222,14 @@ def pretrain(
         set_value(config, key, value, source="pretrain()")
     result = run_pretraining(config, Path(out), resume=resume, dataset=dataset)
     return load(result.run_dir)
+
+
+def check_type(argument: str, value, kinds: tuple[type, ...]) -> None:
+    """A TypeError naming the argument, not an AttributeError from deep inside."""
+    if not isinstance(value, kinds) or isinstance(value, bool):
+        names = ", ".join("None" if k is type(None) else k.__name__ for k in kinds)
+        example = ' (for example {"train.steps": 2})' if argument == "settings" else ""
+        raise UserTypeError(f"{argument} must be one of {names}{example}, got {type(value).__name__}: {value!r:.60}")
 
 
 def load_dataset(name: str | Path, **fields) -> Dataset:

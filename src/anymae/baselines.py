@@ -16,8 +16,12 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from torch import nn
 
+from anymae.chem import rdkit
+from anymae.config import FinetuneConfig
 from anymae.data import Dataset
-from anymae.evaluate import better, linear_probe, score
+from anymae.evaluate import linear_probe
+from anymae.fitting import Task, fit_recipes, n_outputs
+from anymae.metrics import Metric, metric_named
 from anymae.tokens import FeatureTokens, ImagePatches, TokenArrays, ValueSet
 
 RAW = "raw linear"
@@ -29,7 +33,8 @@ def baseline_names(dataset: Dataset) -> list[str]:
     if isinstance(spec, ImagePatches):
         return [RAW, "cnn"]
     if spec.discrete and spec.name == "smiles":
-        return [RAW, "ecfp4 ridge" if dataset.metric == "rmse" else "ecfp4 forest"]
+        classify = metric_named(dataset.metric, dataset.name, "the baselines").classifies
+        return [RAW, "ecfp4 forest" if classify else "ecfp4 ridge"]
     if spec.discrete:
         return [RAW, "k-mers"]
     if isinstance(spec, (FeatureTokens, ValueSet)):
@@ -37,7 +42,7 @@ def baseline_names(dataset: Dataset) -> list[str]:
     return [RAW]
 
 
-def run_baseline(name: str, dataset: Dataset, task, config, seed: int) -> dict:
+def run_baseline(name: str, dataset: Dataset, task: Task, config: FinetuneConfig, seed: int) -> dict:
     """Fit baseline `name` on task.splits['train']; {'val', 'test', 'choice'} (choice made on val)."""
     splits = task.splits
     labels = {split: task.labels[index] for split, index in splits.items()}
@@ -61,25 +66,25 @@ def raw_features(dataset: Dataset, index: np.ndarray) -> np.ndarray:
     return dataset.spec.raw_features(TokenArrays(dataset.tokens.inputs[index], dataset.tokens.valid[index]))
 
 
-def linear(metric: str, features: dict, labels: dict) -> dict:
+def linear(metric: Metric, features: dict, labels: dict) -> dict:
     result = linear_probe(metric, features, labels)
     return {"val": result["val"], "test": result["test"], "choice": f"C={result['C']:g}"}
 
 
-def pick(metric: str, candidates: dict[str, object], features: dict, labels: dict) -> dict:
+def pick(metric: Metric, candidates: dict[str, object], features: dict, labels: dict) -> dict:
     """Fit every candidate on train, keep the best on validation, score it on test."""
     best = None
     for choice, model in candidates.items():
         model.fit(features["train"], labels["train"])
-        val = score(metric, model, features["val"], labels["val"])
-        if best is None or better(metric, val, best[0]):
+        val = metric.of_model(model, features["val"], labels["val"])
+        if best is None or metric.better(val, best[0]):
             best = (val, choice, model)
     val, choice, model = best
-    return {"val": val, "test": score(metric, model, features["test"], labels["test"]), "choice": choice}
+    return {"val": val, "test": metric.of_model(model, features["test"], labels["test"]), "choice": choice}
 
 
-def boosted_trees(metric: str, features: dict, labels: dict, seed: int) -> dict:
-    kind = HistGradientBoostingRegressor if metric == "rmse" else HistGradientBoostingClassifier
+def boosted_trees(metric: Metric, features: dict, labels: dict, seed: int) -> dict:
+    kind = HistGradientBoostingClassifier if metric.classifies else HistGradientBoostingRegressor
     # min_samples_leaf is in the grid: at its default (20) a tree cannot split 34 labels, and the
     # model then predicts the majority class
     candidates = {
@@ -93,7 +98,7 @@ def boosted_trees(metric: str, features: dict, labels: dict, seed: int) -> dict:
     return pick(metric, candidates, features, labels)
 
 
-def forest(metric: str, features: dict, labels: dict, seed: int) -> dict:
+def forest(metric: Metric, features: dict, labels: dict, seed: int) -> dict:
     candidates = {
         f"min_leaf={leaf}": RandomForestClassifier(
             n_estimators=300, min_samples_leaf=leaf, n_jobs=-1, random_state=seed
@@ -110,11 +115,9 @@ def smiles_of(dataset: Dataset, index: np.ndarray) -> list[str]:
 
 def fingerprints(dataset: Dataset, index: np.ndarray, radius: int = 2, bits: int = 2048) -> np.ndarray:
     """ECFP4 (Morgan, radius 2) bit vectors; a string RDKit cannot read (e.g. cut at max_tokens) is all zeros."""
+    chem = rdkit()  # first: a clear error when RDKit is not installed
     from rdkit.Chem import rdFingerprintGenerator
 
-    from anymae.data.chem import rdkit
-
-    chem = rdkit()
     generator = rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=bits)
     out = np.zeros((len(index), bits), dtype=np.uint8)
     for row, smiles in enumerate(smiles_of(dataset, index)):
@@ -163,17 +166,15 @@ class SmallCNN(nn.Module):
         return self.head(self.features(images))
 
 
-def small_cnn(dataset: Dataset, task, config, seed: int) -> dict:
+def small_cnn(dataset: Dataset, task: Task, config: FinetuneConfig, seed: int) -> dict:
     """The CNN trained like the fine-tuned encoder (same steps, lr choice and early stopping)."""
-    from anymae.finetune import Task, fit_recipes, n_outputs
-
     spec = dataset.spec
     images = torch.from_numpy(spec.to_images(dataset.tokens.inputs)).permute(0, 3, 1, 2).contiguous()
     cnn_task = Task(lambda index: images[index], task.labels, task.metric, task.splits)
 
     def build():
         torch.manual_seed(seed)
-        net = SmallCNN(spec.image_channels, n_outputs(dataset))
+        net = SmallCNN(spec.image_channels, n_outputs(task))
         return net, [{"params": list(net.parameters()), "weight_decay": 0.05}]
 
     result, _ = fit_recipes(build, cnn_task, config, seed)

@@ -21,31 +21,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from anymae.baselines import baseline_names, run_baseline
 from anymae.checkpoint import FILENAME
-from anymae.config import Config, parse_override, set_value
+from anymae.config import NOT_LEARNED, Config, apply_overrides, set_value, validate
 from anymae.data import Dataset, load_dataset
 from anymae.errors import UserError
-from anymae.evaluate import HIGHER_IS_BETTER, embed_layers, evaluate_layers, probe_splits
-from anymae.finetune import (
-    FinetuneConfig,
-    encoder_task,
-    finetune_config,
-    finetune_encoder,
-    label_subset,
-    selection_splits,
-)
+from anymae.evaluate import embed_layers, evaluate_layers, probe_splits
+from anymae.finetune import encoder_task, finetune_encoder, label_subset, selection_splits
+from anymae.masking import SELECTORS
+from anymae.metrics import METRICS, metric_named
+from anymae.model import MaskedAutoencoder
+from anymae.train import load_model, pretrain
 
-# What each strategy name sets; everything else is the shared config.
-STRATEGIES: dict[str, dict[str, str]] = {
-    "random": {"masking.strategy": "random"},
-    "r2mae": {"masking.strategy": "random", "masking.ratio": "uniform"},
-    "sma": {"masking.strategy": "sma"},
-    "informed": {"masking.strategy": "informed"},
-    "attg": {"masking.strategy": "random", "masking.loss_weighting": "attention-guided"},
-    "span": {"masking.strategy": "span"},
-    "block": {"masking.strategy": "block"},
+# Arms that are not a selector of their own: random masks with R²MAE's ratios, or with AttG's loss weights.
+VARIANTS = {"r2mae": {"masking.ratio": "uniform"}, "attg": {"masking.loss_weighting": "attention-guided"}}
+# What each arm sets (every selector is one; everything else is the shared config).
+STRATEGIES: dict[str, dict[str, str]] = {name: {"masking.strategy": name} for name in SELECTORS} | {
+    name: {"masking.strategy": "random", **settings} for name, settings in VARIANTS.items()
 }
 REFERENCE = "scratch"  # the encoder from random init; baselines follow it in the table
 # --quick: a smoke run of a few minutes on 2 cores.
@@ -56,8 +50,12 @@ QUICK = [
     "train.batch_size=64",
     "train.log_every=10",
     "probe.max_train=1000",
+    "finetune.labels=[0.01]",
+    "finetune.seeds=1",
+    "finetune.max_steps=30",
+    "finetune.evals=3",
+    "finetune.max_val=300",
 ]
-QUICK_FINETUNE = FinetuneConfig(labels=(0.01,), seeds=1, max_steps=30, evals=3, max_val=300)
 FIXED_COLUMNS = ["dataset", "metric", "strategy", "seed", "config_hash", "steps", "seconds", "samples_per_s"]
 SCORES = ["probe", "probe_layer", "probe_C", "knn"]
 
@@ -74,7 +72,16 @@ class BenchPlan:
 
 # Settings added after the published bench, left out of a cell's hash while at these defaults, so
 # that the finished cells of benchmarks/results/bench keep their hashes (and are not rerun).
-NEWER_DEFAULTS = {("masking", "refresh_every"): 1}
+NEWER_DEFAULTS = {
+    ("masking", "refresh_every"): 1,
+    ("data", "kmer"): 1,
+    ("data", "layer"): "",
+    ("data", "normalise"): "none",
+    ("probe", "max_eval"): 50000,
+}
+# Settings that do not change what is learned (config.NOT_LEARNED) but that the published bench hashed, at
+# these defaults: hashed at them whatever they are set to, for the same reason.
+HASHED_AT_DEFAULT = {("train", "dist_timeout"): 600.0, ("train", "compile"): False}
 
 
 def config_hash(values: dict) -> str:
@@ -125,14 +132,11 @@ class Bench:
         if plan.seeds < 1:
             raise UserError("--seeds must be at least 1")
         self.plan, self.out = plan, Path(out)
-        self.base = copy.deepcopy(base)
-        finetune_overrides = [o for o in overrides if o.startswith("finetune.")]
-        settings = (QUICK if plan.quick else []) + [o for o in overrides if not o.startswith("finetune.")]
-        for text in settings:
-            set_value(self.base, *parse_override(text), source="command line")
-        self.finetune = finetune_config(finetune_overrides, QUICK_FINETUNE if plan.quick else None)
+        self.base = apply_overrides(copy.deepcopy(base), (QUICK if plan.quick else []) + overrides)
         if plan.labels:
-            self.finetune.labels = tuple(plan.labels)
+            self.base.finetune.labels = tuple(plan.labels)
+        validate(self.base)
+        self.finetune = self.base.finetune
         self.seeds = 1 if plan.quick else plan.seeds
         self.steps = plan.steps or [30 if plan.quick else self.base.train.steps]
         self.out.mkdir(parents=True, exist_ok=True)
@@ -156,7 +160,7 @@ class Bench:
             corpus = load_dataset(config.data)
             dataset = load_dataset(dataclasses.replace(config.data, name=task_name)) if task_name else corpus
             dataset.name = name
-            if dataset.labels is None or dataset.task == "none" or dataset.metric not in HIGHER_IS_BETTER:
+            if dataset.labels is None or dataset.task == "none" or dataset.metric not in METRICS:
                 raise UserError(
                     f"bench: dataset '{name}' has no labels to score (give a labelled dataset, or PRETRAIN:TASK)"
                 )
@@ -164,8 +168,8 @@ class Bench:
                 self.references(config, dataset, seed)
             for steps in self.steps:
                 for strategy in self.plan.strategies:
-                    if strategy == "block" and dataset.spec.grid is None:
-                        print(f"bench: {name}: block masks need tokens on a 2-D grid; skipped", file=sys.stderr)
+                    if SELECTORS[STRATEGIES[strategy]["masking.strategy"]].needs_grid and dataset.spec.grid is None:
+                        print(f"bench: {name}: {strategy} masks need tokens on a 2-D grid; skipped", file=sys.stderr)
                         continue
                     for seed in range(self.seeds):
                         self.cell(config, corpus, dataset, strategy, steps, seed)
@@ -178,19 +182,23 @@ class Bench:
         return cell
 
     def digest(self, config: Config, *parts) -> str:
+        """What a cell learns and how it is scored: the config less the seed (a column of its own) and
+        the settings that do not change what is learned; the fine-tuning settings after the rest."""
         values = config.to_dict()
+        finetune = values.pop("finetune")
         values["train"].pop("seed")
-        for key in ("log_every", "checkpoint_every", "threads", "device"):
-            values["train"].pop(key)
+        for key in NOT_LEARNED:
+            section, _, name = key.partition(".")
+            values[section].pop(name)
+        for (section, key), default in HASHED_AT_DEFAULT.items():
+            values[section][key] = default
         for (section, key), default in NEWER_DEFAULTS.items():
             if values[section].get(key, default) == default:
                 values[section].pop(key, None)
-        return config_hash([values, dataclasses.asdict(self.finetune), *parts])
+        return config_hash([values, finetune, *parts])
 
     def cell(self, config: Config, corpus: Dataset, dataset: Dataset, strategy: str, steps: int, seed: int) -> None:
         """Pretrain on `corpus`, then probe and fine-tune on `dataset` (the same one unless PRETRAIN:TASK)."""
-        from anymae.train import load_model, pretrain
-
         cell = self.cell_config(config, strategy, steps, seed)
         digest = self.digest(cell)
         if self.finished(dataset.name, strategy, seed, digest):
@@ -210,15 +218,11 @@ class Bench:
 
     def references(self, config: Config, dataset: Dataset, seed: int) -> None:
         """scratch (probe: the untrained encoder) and every baseline, for one seed."""
-        from anymae.model import MaskedAutoencoder
-
         digest = self.digest(config, "reference")
         names = [REFERENCE, *baseline_names(dataset)]
         if all(self.finished(dataset.name, name, seed, digest) for name in names):
             return
         print(f"bench: {dataset.name}, {', '.join(names)}, seed {seed}", file=sys.stderr)
-        import torch
-
         torch.manual_seed(0)  # as evaluate.untrained_like
         untrained = MaskedAutoencoder(dataset.spec, config.model).eval()
         for name in names:
@@ -249,7 +253,8 @@ class Bench:
         }
 
     def task(self, dataset: Dataset, fraction: float, seed: int):
-        train = label_subset(dataset.splits["train"], dataset.labels, fraction, seed, dataset.metric != "rmse")
+        classify = metric_named(dataset.metric, dataset.name, "bench").classifies
+        train = label_subset(dataset.splits["train"], dataset.labels, fraction, seed, classify)
         return encoder_task(dataset, {"train": train, **selection_splits(dataset, self.finetune)})
 
     def probe(self, model, dataset: Dataset, config: Config) -> dict:
@@ -258,7 +263,9 @@ class Bench:
         layers = {
             split: embed_layers(model, dataset, index, config.probe.batch_size) for split, index in splits.items()
         }
-        result = evaluate_layers(dataset.metric, layers, labels, config.probe.knn_k)
+        result = evaluate_layers(
+            metric_named(dataset.metric, dataset.name, "bench"), layers, labels, config.probe.knn_k
+        )
         return {
             "probe": result["linear"]["test"],
             "probe_layer": result["linear"]["layer"],
@@ -313,7 +320,7 @@ def markdown(rows: list[dict]) -> str:
         summary = {
             key: {c: mean_std(values_of(rs, c)) for c in columns if values_of(rs, c)} for key, rs in cells.items()
         }
-        higher = HIGHER_IS_BETTER[metric]
+        higher = METRICS[metric].higher_is_better
         best = {}
         for c in columns:
             scored = [s[c] for s in summary.values() if c in s]

@@ -25,10 +25,14 @@ from safetensors.torch import load_file, save_file
 
 from anymae.config import Config
 from anymae.errors import TrainingDiverged, UserError
+from anymae.tokens import spec_from_dict
 
 FILENAME = "checkpoint.safetensors"
 PREVIOUS = "checkpoint.prev.safetensors"
-FORMAT = "anymae-checkpoint-2"
+FORMAT = "anymae-checkpoint-3"
+# Format 2 (before the guide layer became a Block) is read with its guide keys renamed; format 1 is refused.
+GUIDE_KEYS_2 = {"norm_q": "block.norm", "norm_kv": "block.norm_memory", "q": "block.q", "kv": "block.kv",
+                "proj": "block.proj", "norm_mlp": "block.norm_mlp", "mlp": "block.mlp"}
 SKIP_CHECKSUM = "ANYMAE_SKIP_CHECKSUM"  # environment variable: "1" skips the SHA-256 check on load
 ADAMW_STATE = ("exp_avg", "exp_avg_sq", "step")  # what torch's AdamW keeps per parameter (no amsgrad)
 RNG_BYTES = torch.Generator().get_state().numel()  # a CPU generator's state (Mersenne Twister)
@@ -93,11 +97,10 @@ def write_atomic(tensors: dict[str, torch.Tensor], metadata: dict[str, str], pat
             os.fsync(directory)
         finally:
             os.close(directory)
-    except OSError as error:
+    except (OSError, SafetensorError) as error:  # safetensors reports a full disk as its own error
         tmp.unlink(missing_ok=True)
-        raise UserError(
-            f"cannot write {path}: {error.strerror or error}; the checkpoint before it is unchanged"
-        ) from None
+        reason = getattr(error, "strerror", None) or " ".join(str(error).split())[:200]
+        raise UserError(f"cannot write {path}: {reason}; the checkpoint before it is unchanged") from None
 
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
@@ -130,6 +133,8 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
 def checkpoint_path(run: Path) -> Path:
     """A run folder or a checkpoint file -> the checkpoint file."""
     run = Path(run)
+    if run.is_dir() and run.name == FILENAME:  # a run folder named after the file: RUN/checkpoint.safetensors/
+        raise UserError(f"{run} is a folder, not a checkpoint file; give the run folder above it ({run.parent})")
     return run / FILENAME if run.is_dir() else run
 
 
@@ -168,6 +173,8 @@ def load_checkpoint(run: Path, verify: bool | None = None) -> Checkpoint:
         return read_checkpoint(path, verify)
     except Damaged as error:
         raise refusal(path, f"damaged checkpoint: {error}") from None
+    except UserError:  # its own one line (a config value the checkpoint holds, named)
+        raise
     except (SafetensorError, ValueError, *READ_ERRORS) as error:
         raise refusal(path, f"not a readable anymae checkpoint ({error})") from None
 
@@ -179,7 +186,7 @@ def read_checkpoint(path: Path, verify: bool) -> Checkpoint:
     tensors = load_file(str(path))
     with safe_open(str(path), "pt") as f:
         metadata = f.metadata() or {}
-    if metadata.get("format") != FORMAT:
+    if metadata.get("format") not in (FORMAT, "anymae-checkpoint-2"):
         older = " (written by an older anymae, before checksums: retrain it)"
         raise Damaged(
             f"format is {metadata.get('format')!r}, expected {FORMAT!r}"
@@ -187,6 +194,8 @@ def read_checkpoint(path: Path, verify: bool) -> Checkpoint:
         )
     if verify and metadata.get("sha256") != digest(tensors, metadata):
         raise Damaged("its SHA-256 does not match its contents (the file was damaged or edited)")
+    if metadata["format"] == "anymae-checkpoint-2":
+        tensors = {guide_key_3(key): value for key, value in tensors.items()}
     try:
         step = int(metadata["step"])
     except ValueError:
@@ -230,6 +239,14 @@ def read_checkpoint(path: Path, verify: bool) -> Checkpoint:
     )
 
 
+def guide_key_3(key: str) -> str:
+    """A format-2 tensor name in format 3: the guide layer's parameters moved into its `block`."""
+    parts = key.split(".")
+    if parts[:2] == ["model", "guide"] and len(parts) > 3 and parts[2] in GUIDE_KEYS_2:
+        return ".".join(["model", "guide", GUIDE_KEYS_2[parts[2]], *parts[3:]])
+    return key
+
+
 def check_types(values: dict) -> None:
     """The JSON parts of the metadata have the shapes the loader relies on."""
     listed, groups = values["optimizer_state"], values["optimizer_groups"]
@@ -271,6 +288,12 @@ def check_checkpoint(
     holds non-finite weights; with `optimizer`, also one without the optimizer state or the named RNG states."""
     path = checkpoint_path(path)
     problems = shape_problems(saved.model, model.state_dict(), "model")
+    trained = saved_spec(saved)
+    if problems and trained is not None and spec_words(trained) != spec_words(getattr(model, "spec", trained)):
+        raise UserError(
+            f"{path}: the run was trained on {spec_words(trained)}, and this data is {spec_words(model.spec)}; "
+            "its encoder takes only data of the first kind (give --data of that kind, or pretrain on this data)"
+        )
     if problems:
         raise refusal(path, "does not fit the model its config builds for this data: " + "; ".join(problems))
     bad = non_finite(saved.model)
@@ -285,6 +308,31 @@ def check_checkpoint(
     problems += [f"RNG state {name!r} is missing" for name in generators if name not in saved.generators]
     if problems:
         raise refusal(path, "cannot be resumed exactly: " + "; ".join(problems))
+
+
+def saved_spec(saved: Checkpoint):
+    """The modality spec stored with the checkpoint, or None (older checkpoints, or unreadable)."""
+    try:
+        return spec_from_dict(saved.extra["spec"])
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def spec_words(spec) -> str:
+    """A modality spec in words: 'images of 28x28 pixels in 4x4 patches (49 tokens)', 'a 13-feature table'."""
+    kind = type(spec).__name__
+    if kind == "ImagePatches":
+        return (
+            f"images of {spec.height}x{spec.width} pixels in {spec.patch}x{spec.patch} patches ({spec.max_tokens} "
+            "tokens)"
+        )
+    if kind == "FeatureTokens":
+        return f"a {len(spec.features)}-feature table"
+    if kind == "SeriesPatches":
+        return f"series of {spec.series_channels} channel(s) in patches of {spec.patch} steps"
+    if kind == "ValueSet":
+        return f"sets of elements with {spec.channels} values"
+    return f"{spec.name} sequences of up to {spec.max_tokens} tokens"
 
 
 def optimizer_problems(saved: dict, optimizer: torch.optim.Optimizer) -> list[str]:

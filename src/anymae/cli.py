@@ -29,22 +29,12 @@ line names the step and the checkpoint kept); 1 under torchrun, another process 
 failed or stopped answering; 130 interrupted.
 """
 
-# settings a resumed run may change: how long it goes on and how it reports, never what it learns
-RESUMABLE = (
-    "train.steps",
-    "train.log_every",
-    "train.checkpoint_every",
-    "train.device",
-    "train.threads",
-    "train.dist_timeout",
-    "train.compile",
-)
-
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from anymae import distributed
     from anymae.config import apply_overrides, load_config, set_value, validate
     from anymae.data import absolute_name
+    from anymae.masking import check_strategy
     from anymae.runfolder import check_out
     from anymae.train import pretrain
 
@@ -58,7 +48,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         if not (out / FILENAME).exists():
             raise UserError(f"no checkpoint in {out} to resume; start the run without --resume")
         saved = load_checkpoint(out / FILENAME)
-        config = copy.deepcopy(saved.config)
+        config = edited_config(saved.config, out)
     else:
         config = load_config(args.config, [])
     flags = {
@@ -71,11 +61,13 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         "data.modality": args.modality,
         "data.label": args.label,
         "data.on_bad_record": args.on_bad_record,
+        "data.layer": args.layer,
     }
     for key, value in flags.items():
         if value is not None:
             set_value(config, key, value, source="command line")
     validate(apply_overrides(config, args.overrides))  # before any data is read
+    check_strategy(config.masking, config.model)
     if saved is not None:
         refuse_changes(saved.config, config, out)
         if saved.step >= config.train.steps:
@@ -94,18 +86,46 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def edited_config(saved, out: Path):
+    """The checkpoint's config, with the edits made to RUN/config.yaml since: train.steps and the settings
+    that do not change what is learned are taken, an edit to any other is refused (the checkpoint's
+    weights, data and masking need its own)."""
+    from anymae.config import NOT_LEARNED, Config, flatten, read_recipe, set_value
+
+    resumable = ("train.steps", *NOT_LEARNED)
+
+    config = copy.deepcopy(saved)
+    path = out / "config.yaml"
+    if not path.is_file():
+        return config
+    edited = Config.from_dict(read_recipe(path), source=str(path))
+    before, after = flatten(saved.to_dict()), flatten(edited.to_dict())
+    for key, value in after.items():
+        if value == before[key]:
+            continue
+        if key not in resumable:
+            raise UserError(
+                f"{path}: {key} was edited to {value!r}, but the run's checkpoint has {before[key]!r}; a resumed run "
+                f"keeps its settings except {', '.join(resumable)}: undo the edit (or start another --out)"
+            )
+        set_value(config, key, value, source=str(path))
+    return config
+
+
 def refuse_changes(saved, asked, out: Path) -> None:
     """--resume continues the saved run: its weights fit only its own model, its batch order only its own
-    data, and an exact resume needs its own masking and optimisation; only RESUMABLE settings may differ."""
-    from anymae.config import flatten
+    data, and an exact resume needs its own masking and optimisation; only train.steps and the settings that
+    do not change what is learned (config.NOT_LEARNED) may differ."""
+    from anymae.config import NOT_LEARNED, flatten
 
+    resumable = ("train.steps", *NOT_LEARNED)
     before, after = flatten(saved.to_dict()), flatten(asked.to_dict())
     for key, value in after.items():
-        if value != before[key] and key not in RESUMABLE:
+        if value != before[key] and key not in resumable:
             what = "on other data" if key.startswith("data.") else f"with {key} changed"
             raise UserError(
                 f"--resume {what}: the run in {out} has {key}={before[key]!r}, not {value!r}; drop the change to "
-                f"{key} (a resumed run keeps its settings except {', '.join(RESUMABLE)}; or start another --out)"
+                f"{key} (a resumed run keeps its settings except {', '.join(resumable)}; or start another --out)"
             )
 
 
@@ -116,7 +136,7 @@ def run_dataset(args: argparse.Namespace, config):
 
     if args.data:
         set_value(config, "data.name", args.data, "command line")
-    for key in ("modality", "label", "on_bad_record"):
+    for key in ("modality", "label", "on_bad_record", "layer"):
         if getattr(args, key, None) is not None:
             set_value(config, f"data.{key}", getattr(args, key), "command line")
     return load_dataset(config.data)
@@ -128,7 +148,14 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
 
     modalities = [m for m in choices(DataConfig, "modality") if m]
     p.add_argument("--modality", choices=modalities, help="how to read a file (default: inferred from the file)")
-    p.add_argument("--label", metavar="COL", help="label column of a table (CSV / Parquet); default: unlabelled")
+    p.add_argument(
+        "--label",
+        metavar="COL",
+        help="label column of a table (CSV / Parquet) or obs column (.h5ad); default: unlabelled",
+    )
+    p.add_argument(
+        "--layer", metavar="NAME", help="matrix of an .h5ad file: a name in its layers, or raw (raw.X); default: X"
+    )
     p.add_argument(
         "--on-bad-record",
         choices=choices(DataConfig, "on_bad_record"),
@@ -184,17 +211,23 @@ def parse_fractions(text: str) -> list[float]:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from anymae.checkpoint import load_checkpoint
-    from anymae.finetune import finetune_config, finetune_report, format_finetune
+    from anymae.config import apply_overrides, validate
+    from anymae.finetune import finetune_report, format_finetune
     from anymae.train import load_model
 
-    config = load_checkpoint(args.checkpoint).config
-    ft = finetune_config(args.overrides)
+    for text in args.overrides:  # the model is the run's: only how it is fine-tuned can change here
+        key = text.partition("=")[0].strip()
+        if key.split(".")[0] != "finetune":
+            raise UserError(f"finetune takes finetune.* settings; {key} belongs to the run in {args.checkpoint}")
+    config = apply_overrides(load_checkpoint(args.checkpoint).config, args.overrides)
     if args.labels:
-        ft.labels = tuple(parse_fractions(args.labels))
+        config.finetune.labels = tuple(parse_fractions(args.labels))
     if args.seeds is not None:
         if args.seeds < 1:
             raise UserError("--seeds must be at least 1")
-        ft.seeds = args.seeds
+        config.finetune.seeds = args.seeds
+    validate(config)
+    ft = config.finetune
     dataset = run_dataset(args, config)
     model, _ = load_model(args.checkpoint, dataset)
     run = Path(args.checkpoint)
@@ -243,7 +276,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from anymae.checkpoint import load_checkpoint
-    from anymae.evaluate import embed
+    from anymae.evaluate import embed_to_file
     from anymae.runfolder import check_out
     from anymae.train import load_model
 
@@ -254,15 +287,17 @@ def cmd_embed(args: argparse.Namespace) -> int:
     dataset = run_dataset(args, config)
     model, _ = load_model(args.checkpoint, dataset)
     index = np.arange(len(dataset)) if args.split == "all" else dataset.splits[args.split]
-    features = embed(model, dataset, index, config.probe.batch_size)  # refuses features that are not finite
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.npy")
-    try:
-        np.save(tmp, features)
+    ids = out.with_suffix(".ids.txt")
+    tmp, tmp_ids = out.with_name(out.name + ".tmp.npy"), ids.with_name(ids.name + ".tmp")
+    try:  # refuses features that are not finite
+        rows, dim = embed_to_file(model, dataset, index, tmp, tmp_ids, config.probe.batch_size)
+        os.replace(tmp_ids, ids)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    print(f"wrote {features.shape[0]} x {features.shape[1]} features ({args.split}) to {out}")
+        tmp_ids.unlink(missing_ok=True)
+    print(f"wrote {rows} x {dim} features ({args.split}) to {out}, their ids (one a line) to {ids}")
     return 0
 
 
@@ -270,7 +305,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from anymae.checkpoint import checkpoint_path, load_checkpoint
     from anymae.config import validate
     from anymae.evaluate import embed
-    from anymae.masking import build_strategy
+    from anymae.masking import build_strategy, check_strategy
     from anymae.runfolder import check_out
     from anymae.show import describe, format_summary, show, show_curves
     from anymae.train import load_model
@@ -284,7 +319,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     own = not args.strategy or args.strategy == config.masking.strategy
     if args.strategy:
         config.masking.strategy = args.strategy
-    validate(config)
+    check_strategy(validate(config).masking, config.model)  # before any data is read
     dataset = run_dataset(args, config)
     model, _ = load_model(args.checkpoint, dataset)
     embed(model, dataset, dataset.splits["test"][:256])  # refuses a model whose features are not finite
@@ -313,10 +348,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_data_list(args: argparse.Namespace) -> int:
     from anymae.data import BUILTINS
 
-    rows = [("name", "modality", "size", "task", "metric", "ready", "source", "license")]
+    rows = [("name", "modality", "size", "predicts", "metric", "ready", "source", "license")]
     for b in BUILTINS.values():
         ready = "yes" if b.ready() else f"no: {b.missing()}"
-        rows.append((b.name, b.modality, b.size, b.task, b.metric, ready, b.source, b.license))
+        rows.append((b.name, b.modality, b.size, b.predicts, b.metric, ready, b.source, b.license))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
@@ -339,13 +374,58 @@ def cmd_data_install(args: argparse.Namespace) -> int:
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
+    args.source, args.overrides = args.source[0], args.source[1:]
+    if args.out is None:
+        return generate(args)
+    from anymae.config import Config, apply_overrides, set_value, validate
+    from anymae.data.corpus import prepare
+
+    config = Config()
+    set_value(config, "data.name", args.source, "command line")
+    for key in ("modality", "label", "on_bad_record"):
+        if getattr(args, key) is not None:
+            set_value(config, f"data.{key}", getattr(args, key), "command line")
+    apply_overrides(config, args.overrides)
+    if any(not key.startswith("data.") for key, _ in (o.split("=", 1) for o in args.overrides)):
+        raise UserError("data prepare takes data settings only (data.max_tokens=512, data.patch=4, ...)")
+    validate(config)
+    if args.workers is not None and args.workers < 1:
+        raise UserError("--workers must be at least 1")
+    meta = prepare(config.data, Path(args.out), workers=args.workers or 0)
+    notes = meta["notes"]
+    cut = notes.get("cut", {})
+    cuts = f"; {cut['samples']:,} cut at data.max_tokens={cut['max_tokens']}" if cut else ""
+    print(
+        f"prepared {meta['samples']:,} samples of {meta['spec']['name']} into {args.out} ({meta['layout']}; "
+        f"{notes.get('skipped', 0):,} bad records skipped{cuts})"
+    )
+    return 0
+
+
+def generate(args: argparse.Namespace) -> int:
     from anymae.data.particles import prepare
 
-    if args.count < 2 or args.workers < 1:
+    if args.source not in GENERATED:
+        raise UserError(
+            f"data prepare {args.source}: name the store with --out STORE (only {', '.join(GENERATED)} "
+            "are generated without one)"
+        )
+    if args.count < 2 or (args.workers or 1) < 1:
         raise UserError("--count must be at least 2 and --workers at least 1")
-    path = prepare(args.name, args.count, seed=args.seed, workers=args.workers)
-    print(f"wrote {args.count} samples of {args.name} to {path}")
+    path = prepare(args.source, args.count, seed=args.seed, workers=args.workers or 1)
+    print(f"wrote {args.count} samples of {args.source} to {path}")
     return 0
+
+
+GENERATED = ("quark-gluon", "higgs-like")
+
+
+def section_defaults(section: str) -> str:
+    """'key=default, ...' for every setting of a config section (what --help lists)."""
+    from anymae.config import Config, flatten
+
+    values = flatten({section: Config().to_dict()[section]})
+    return ", ".join(f"{key}={list(v) if isinstance(v, tuple) else v}" for key, v in values.items())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -356,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from anymae.config import MaskingConfig, choices
+    from anymae.config import NOT_LEARNED, MaskingConfig, choices
     from anymae.masking import SELECTORS
 
     p = commands.add_parser(
@@ -380,15 +460,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--steps", help="optimizer steps (default: 1000)")
     p.add_argument("--seed", help="seed for initialisation, data order and masks (default: 0)")
-    p.add_argument("--config", type=Path, help="YAML recipe (sections data, model, masking, train, probe)")
+    p.add_argument("--config", type=Path, help="YAML recipe (sections data, model, masking, train, probe, finetune)")
     p.add_argument("--out", required=True, help="run folder for checkpoint.safetensors, config.yaml, metrics.jsonl")
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --out from its last checkpoint (only train.steps, train.log_every, "
-        "train.checkpoint_every, train.device, train.threads, train.dist_timeout and train.compile may change)",
+        help="continue the run in --out from its last checkpoint, with its saved settings (RUN/config.yaml: "
+        f"only {', '.join(('train.steps', *NOT_LEARNED))} may change, there or on the command line)",
     )
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="settings, e.g. model.dim=64 train.lr=1e-3")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="settings, e.g. model.dim=64 train.lr=1e-3 (before, between or after the flags)",
+    )
     add_data_flags(p)
     p.set_defaults(func=cmd_pretrain)
 
@@ -426,7 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides",
         nargs="*",
         metavar="key=value",
-        help="finetune settings, e.g. finetune.epochs=50 finetune.lr=[1e-3,3e-4]",
+        help="finetune settings over the run's own (its recipe's finetune section), e.g. finetune.epochs=50 "
+        f"finetune.lr=[1e-3,3e-4]; defaults: {section_defaults('finetune')}",
     )
     add_data_flags(p)
     p.set_defaults(func=cmd_finetune)
@@ -448,7 +534,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--strategies",
         default="random,r2mae,sma,informed,attg",
-        help="comma-separated: random, r2mae, sma, informed, attg, span, block (default: the first five)",
+        help=f"comma-separated: a masking strategy ({', '.join(SELECTORS)}), or r2mae or attg (random masks with "
+        "R²MAE's ratios or AttG's loss weights); default: random, r2mae, sma, informed, attg",
     )
     p.add_argument("--seeds", type=int, default=3, help="seeds per cell (default: 3)")
     p.add_argument("--steps", help="pretraining steps, comma-separated for a steps curve (default: the config's)")
@@ -460,7 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides",
         nargs="*",
         metavar="key=value",
-        help="settings for every cell, e.g. model.dim=64 finetune.epochs=20",
+        help="settings for every cell, e.g. model.dim=64 finetune.epochs=20; finetune defaults: "
+        f"{section_defaults('finetune')}",
     )
     p.set_defaults(func=cmd_bench)
 
@@ -474,7 +562,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--split", choices=("all", "train", "val", "test"), default="all", help="which samples (default: all)"
     )
-    p.add_argument("--out", required=True, help="output .npy file (rows follow the dataset's order)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output .npy file (rows follow the dataset's order), written in chunks; OUT.ids.txt beside it holds "
+        "each row's id (FASTA header, line or row number, image file name)",
+    )
     add_data_flags(p)
     p.set_defaults(func=cmd_embed)
 
@@ -498,16 +591,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("data", help="built-in datasets", description="Built-in datasets.")
     data_commands = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    q = data_commands.add_parser("list", help="show built-in datasets: modality, size, task, source, license, ready")
+    q = data_commands.add_parser(
+        "list", help="show built-in datasets: modality, size, labels, metric, source, license, ready"
+    )
     q.set_defaults(func=cmd_data_list)
     q = data_commands.add_parser(
         "prepare",
-        help="generate a dataset with a simulator and cache it",
-        description="Generate quark / gluon jets or Higgs-like events with Pythia 8 (pip install "
-        "pythia8mc==8.317.2; tens of events per second per core) and cache them in $ANYMAE_DATA or "
-        "~/.cache/anymae.",
+        help="read a file, shards or a built-in dataset once into a token store; or generate a simulated dataset",
+        description="With --out: read SOURCE (a file, a folder or glob of FASTA / text / SMILES / CSV shards, or "
+        "a built-in dataset) once into a token store, a folder of memory-mapped NumPy arrays that --data takes "
+        "wherever it takes a file (training then starts in seconds, at memory independent of the corpus size). "
+        "FASTA and one-sample-a-line files are streamed in chunks at constant memory, tokenised by --workers "
+        "processes; the store is written atomically (a killed preparation leaves none). Without --out: "
+        "generate quark / gluon jets or Higgs-like events with Pythia 8 (pip install pythia8mc==8.317.2; tens "
+        "of events per second per core) and cache them in $ANYMAE_DATA or ~/.cache/anymae.",
     )
-    q.add_argument("name", choices=("quark-gluon", "higgs-like"), help="dataset to generate")
+    q.add_argument(
+        "source",
+        nargs="+",
+        metavar="SOURCE [key=value ...]",
+        help="file, folder or glob of shards, or built-in name (quark-gluon, higgs-like: generate); then data "
+        "settings, e.g. data.max_tokens=512",
+    )
+    q.add_argument("--out", help="store folder to write (replaced if it holds a store)")
+    add_data_flags(q)
     q.add_argument(
         "--count",
         "--jets",
@@ -515,10 +622,10 @@ def build_parser() -> argparse.ArgumentParser:
         dest="count",
         type=int,
         default=GENERATED_SIZE,
-        help=f"samples, half of each class (default: {GENERATED_SIZE})",
+        help=f"generated samples, half of each class (default: {GENERATED_SIZE})",
     )
     q.add_argument("--seed", type=int, default=1, help="generator seed (default: 1)")
-    q.add_argument("--workers", type=int, default=1, help="generator processes, one per core (default: 1)")
+    q.add_argument("--workers", type=int, help="processes (default: every core for a store, 1 for the generator)")
     q.set_defaults(func=cmd_data_prepare)
     q = data_commands.add_parser(
         "install",
@@ -535,8 +642,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments; `key=value` overrides may come anywhere, before, between or after the flags."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "func", None) is cmd_data_prepare and all("=" in item for item in extra):
+        args.source += extra  # settings after --out STORE (argparse takes positionals in one run)
+        return args
+    stray = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(args, "overrides")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     try:
         return args.func(args)
     except UserError as error:

@@ -1,16 +1,19 @@
 """Typed configuration: one dataclass per part, YAML recipes, dotted `key=value` overrides.
 
-This module is the one place a config is checked. Each value is checked against its field's
-type when it is set (a `Literal[...]` field against its choices), from YAML, flags and
+This module is the one place a config's values are checked. Each value is checked against its
+field's type when it is set (a `Literal[...]` field against its choices), from YAML, flags and
 overrides alike; `validate` then checks ranges and the rules between fields before any data
 is read, and `check_fits` the rules that need the dataset's modality spec, before the model
-is built. Every mistake is one `UserError` line naming the key and what is allowed.
+is built. The masking strategy, a name in the selector table, is checked where it is used
+(`anymae.masking.check_strategy`). Every mistake is one `UserError` line naming the key and
+what is allowed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import typing
 from dataclasses import dataclass, field
@@ -22,8 +25,20 @@ import yaml
 from anymae.errors import UserError
 
 Modality = Literal["", "text", "protein", "dna", "smiles", "tabular", "image", "set", "series"]
+MODALITIES: tuple[str, ...] = typing.get_args(Modality)[1:]  # the one list (data.modality "" = inferred)
 MAX_SEED = 2**63 - 1  # torch and numpy both take any seed in [0, 2**63 - 1]
+MAX_STEPS = 10**9  # optimizer steps (or accumulated batches per step): beyond this a run never ends
 MAX_CONFIG_BYTES = 1 << 20  # a recipe is a few hundred bytes; anything this large is not one
+# Settings that change how a run goes and reports, never what it learns: a resumed run may change
+# them (and train.steps), and a bench cell's hash leaves them out.
+NOT_LEARNED = (
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.device",
+    "train.threads",
+    "train.dist_timeout",
+    "train.compile",
+)
 
 
 @dataclass
@@ -35,6 +50,9 @@ class DataConfig:
     label: str = ""  # users' tables: the label column ("" = unlabelled)
     on_bad_record: Literal["fail", "skip"] = "fail"  # skipped records are counted and reported
     importance: str = ""  # per-token maps for masking.map_source=given: a column / .npz key, or a .npy file
+    kmer: int = 1  # DNA: bases per token (non-overlapping k-mers, 1..6)
+    layer: str = ""  # .h5ad: the matrix to read ("" = X, "raw" = raw.X, else a name in layers)
+    normalise: Literal["none", "library-log1p"] = "none"  # .h5ad counts: per-cell total to 10,000, then log1p
 
 
 @dataclass
@@ -102,8 +120,27 @@ class TrainConfig:
 @dataclass
 class ProbeConfig:
     max_train: int = 10000  # labelled training examples used by the probes (subsampled, fixed seed)
+    max_eval: int = 50000  # validation and test examples each, likewise (every encoder embeds them)
     knn_k: int = 20
     batch_size: int = 512
+
+
+@dataclass
+class FinetuneConfig:
+    labels: tuple[float, ...] = (0.01, 0.1, 1.0)  # fractions of the training labels
+    seeds: int = 3
+    epochs: int = 30  # passes over the labelled subset, capped by max_steps
+    max_steps: int = 200
+    batch_size: int = 32
+    lr: tuple[float, ...] = (1e-3,)  # several: each is run and validation picks one (the recipe)
+    layer_decay: float = 0.75  # lr of layer l = lr * layer_decay ** (top - l)
+    weight_decay: float = 0.05
+    warmup: float = 0.1  # fraction of the steps with linear warm-up, then cosine to 0
+    evals: int = 10  # validation passes per run (evenly spaced), besides the one at step 0
+    patience: int = 5  # stop after this many passes without a better validation score
+    max_val: int = 1000  # validation examples used for selection (subsampled with a fixed seed)
+    head_init: Literal["probe", "random"] = "probe"  # probe: the head starts as a linear probe (LP-FT)
+    threads: int = 0  # torch CPU threads; 0 = torch's default
 
 
 @dataclass
@@ -113,6 +150,7 @@ class Config:
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -120,6 +158,15 @@ class Config:
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> Config:
         config = cls()
+        sections = [f.name for f in dataclasses.fields(cls)]
+        for name in sections:
+            if name in values and values[name] is not None and not isinstance(values[name], dict):
+                example = dataclasses.fields(getattr(config, name))[0].name
+                raise UserError(
+                    f"{source}: section '{name}' must hold settings, one per indented line under '{name}:' "
+                    f"(for example {name}: {{{example}: ...}}), got {values[name]!r}"
+                )
+        values = {key: value for key, value in values.items() if not (key in sections and value is None)}
         for key, value in flatten(values).items():
             set_value(config, key, value, source)
         return config
@@ -142,8 +189,9 @@ TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
 def choices(cls: type, name: str) -> tuple[str, ...]:
-    """The values a `Literal[...]` field allows (what the CLI's `choices=` reads)."""
-    return typing.get_args(typing.get_type_hints(cls)[name])
+    """The values a `Literal[...]` field allows (what the CLI's `choices=` reads); () for any other field."""
+    kind = typing.get_type_hints(cls)[name]
+    return typing.get_args(kind) if typing.get_origin(kind) is Literal else ()
 
 
 def literal_fields() -> list[tuple[str, tuple[str, ...]]]:
@@ -181,8 +229,21 @@ def type_name(kind) -> str:
     return {bool: "true or false", int: "an integer", float: "a number", str: "text"}[kind]
 
 
+def numbers(value, key: str, source: str) -> tuple[float, ...]:
+    """A list of numbers: a YAML list, '[1e-3,3e-4]', '1e-3,3e-4' or one number."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    if isinstance(value, str):
+        items = [v for v in value.strip().strip("[]").split(",") if v.strip()]
+    try:
+        return tuple(coerce(v, float, key, source) for v in items)
+    except UserError:
+        raise UserError(f"{source}: {key} must be a number or a list of numbers, got {value!r}") from None
+
+
 def coerce(value, kind, key: str, source: str):
     """Check a value against a field's type: text is parsed as the type, int widens to float."""
+    if typing.get_origin(kind) is tuple:
+        return numbers(value, key, source)
     allowed = typing.get_args(kind)
     base = str if allowed else kind
     result = None
@@ -278,7 +339,7 @@ def read_recipe(path: Path) -> dict:
     except RecursionError:
         raise UserError(f"{path}: nested too deeply; a recipe is sections of settings") from None
     if not isinstance(values, dict):
-        raise UserError(f"{path}: expected a mapping of sections (data, model, masking, train, probe)")
+        raise UserError(f"{path}: expected a mapping of sections (data, model, masking, train, probe, finetune)")
     return values
 
 
@@ -321,6 +382,7 @@ def validate(config: Config) -> Config:
     require(bool(d.name.strip()), "data.name", "a built-in dataset name or a file path", d.name)
     require(d.patch >= 0, "data.patch", "0 (the dataset's default) or a patch size >= 1", d.patch)
     at_least(config, "data.max_tokens", 2)  # one token hidden and one seen
+    require(1 <= d.kmer <= 6, "data.kmer", "bases per DNA token, 1..6", d.kmer)
     at_least(config, "model.dim model.depth model.heads model.latents model.decoder_dim", 1)
     at_least(config, "model.decoder_depth model.decoder_heads", 1)
     require(m.dim % m.heads == 0, "model.heads", f"a divisor of model.dim ({m.dim})", m.heads)
@@ -350,21 +412,30 @@ def validate(config: Config) -> Config:
     require(0 <= t.warmup <= 1, "train.warmup", "a fraction of the steps in [0, 1]", t.warmup)
     require(t.clip >= 0, "train.clip", ">= 0 (0 = off)", t.clip)
     require(0 <= t.seed <= MAX_SEED, "train.seed", f"an integer in [0, {MAX_SEED}]", t.seed)
-    require(t.threads >= 0, "train.threads", "an integer >= 0 (0 = torch's default)", t.threads)
+    require(t.steps <= MAX_STEPS, "train.steps", f"at most {MAX_STEPS:,}", t.steps)
+    require(
+        t.accumulate <= MAX_STEPS // t.steps, "train.accumulate", f"at most {MAX_STEPS:,} / train.steps", t.accumulate
+    )
+    cpus = os.cpu_count() or 1
+    require(0 <= t.threads <= cpus, "train.threads", f"0 (torch's default) to this machine's {cpus} CPUs", t.threads)
     require(t.dist_timeout > 0, "train.dist_timeout", "> 0 seconds", t.dist_timeout)
-    at_least(config, "probe.max_train probe.knn_k probe.batch_size", 1)
-
-    from anymae.masking import check_strategy  # the strategy table lives with the strategies
-
-    check_strategy(config.masking, config.model)
+    at_least(config, "probe.max_train probe.max_eval probe.knn_k probe.batch_size", 1)
+    f = config.finetune
+    require(bool(f.labels) and all(0 < x <= 1 for x in f.labels), "finetune.labels", "fractions in (0, 1]", f.labels)
+    at_least(config, "finetune.seeds finetune.epochs finetune.max_steps finetune.batch_size finetune.evals", 1)
+    at_least(config, "finetune.patience finetune.max_val", 1)
+    require(bool(f.lr) and all(x > 0 for x in f.lr), "finetune.lr", "learning rates > 0", f.lr)
+    require(0 < f.layer_decay <= 1, "finetune.layer_decay", "in (0, 1] (1 = one lr for all layers)", f.layer_decay)
+    require(f.weight_decay >= 0, "finetune.weight_decay", ">= 0", f.weight_decay)
+    require(0 <= f.warmup <= 1, "finetune.warmup", "a fraction of the steps in [0, 1]", f.warmup)
+    require(f.threads >= 0, "finetune.threads", "an integer >= 0 (0 = torch's default)", f.threads)
     return config
 
 
 def check_fits(config: Config, spec) -> None:
-    """The rules that need the data's modality spec (known once the data is read), before the model is built."""
-    from anymae.masking import check_strategy
+    """The rules that need the data's modality spec (known once the data is read), before the model is built.
 
+    The masking strategy is checked against the spec where it is built (`anymae.masking.check_strategy`)."""
     if spec.max_tokens < 2:
         hint = ": choose a smaller data.patch" if spec.grid is not None else ""
         raise UserError(f"each {spec.name} sample is {spec.max_tokens} token; masking needs at least 2{hint}")
-    check_strategy(config.masking, config.model, spec)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import copy
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import sparse
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import accuracy_score, mean_squared_error, roc_auc_score
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
@@ -23,7 +23,9 @@ from threadpoolctl import threadpool_limits
 from anymae.config import ModelConfig, ProbeConfig
 from anymae.data import Dataset
 from anymae.errors import UserError
+from anymae.metrics import Metric, metric_named
 from anymae.model import MaskedAutoencoder
+from anymae.progress import Counter
 from anymae.tokens import TokenArrays
 
 REGULARISATION = (0.001, 0.01, 0.1, 1.0, 10.0)  # logistic C, or ridge 1/alpha
@@ -44,6 +46,32 @@ def embed(model: MaskedAutoencoder, dataset: Dataset, index: np.ndarray, batch_s
         batch = dataset.tokens.batch(index[start : start + batch_size], dataset.spec.discrete)
         parts.append(model.features(batch).float().numpy())
     return finite(np.concatenate(parts) if parts else np.zeros((0, model.config.dim), dtype=np.float32))
+
+
+def embed_to_file(
+    model: MaskedAutoencoder, dataset: Dataset, index: np.ndarray, out: Path, ids: Path, batch_size: int = 512
+) -> tuple[int, int]:
+    """Features of `index` written into the .npy `out` (memory-mapped) a chunk at a time, with the
+    samples' ids beside them in `ids` (one a line, the same order): memory independent of len(index)."""
+    shape = (len(index), model.config.dim)
+    features = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=shape)
+    counter = Counter(f"embedding {dataset.name}", "samples", len(index))
+    chunk = batch_size * 16
+    with open(ids, "w", encoding="utf-8") as names:
+        for start in range(0, len(index), chunk):
+            rows = np.asarray(index[start : start + chunk])
+            features[start : start + len(rows)] = embed(model, dataset, rows, batch_size)
+            names.writelines(f"{sample_id(dataset, int(i))}\n" for i in rows)
+            counter.update(len(rows))
+    features.flush()
+    del features
+    counter.close()
+    return shape
+
+
+def sample_id(dataset: Dataset, i: int) -> str:
+    """A sample's id (FASTA header, line, row, file name), or its row in the dataset."""
+    return f"sample {i}" if dataset.ids is None else " ".join(str(dataset.ids[i]).split())
 
 
 def finite(features: np.ndarray) -> np.ndarray:
@@ -94,24 +122,8 @@ def embed_layers(
     return [finite(np.concatenate(p)) if p else empty for p in parts]
 
 
-HIGHER_IS_BETTER = {"accuracy": True, "roc_auc": True, "rmse": False}
-
-
-def score(metric: str, model, x: np.ndarray, y: np.ndarray) -> float:
-    """The dataset's metric for a fitted scikit-learn model on (x, y)."""
-    if metric == "accuracy":
-        return float(accuracy_score(y, model.predict(x)))
-    if metric == "roc_auc":
-        return float(roc_auc_score(y, model.predict_proba(x)[:, 1]))
-    return float(np.sqrt(mean_squared_error(y, model.predict(x))))
-
-
-def better(metric: str, a: float, b: float) -> bool:
-    return a > b if HIGHER_IS_BETTER[metric] else a < b
-
-
 def linear_probe(
-    metric: str, features: dict[str, np.ndarray], labels: dict[str, np.ndarray], grid: tuple = REGULARISATION
+    metric: Metric, features: dict[str, np.ndarray], labels: dict[str, np.ndarray], grid: tuple = REGULARISATION
 ) -> dict:
     """Logistic (or ridge, for rmse) regression on standardised features; C chosen on validation.
 
@@ -120,7 +132,7 @@ def linear_probe(
     """
     scaler = StandardScaler(with_mean=not sparse.issparse(features["train"])).fit(features["train"])
     x = {split: scaler.transform(f) for split, f in features.items()}
-    classify = metric != "rmse"
+    classify = metric.classifies
     head = LogisticRegression(max_iter=300, warm_start=True) if classify else Ridge()
     best, converged, worse = None, True, 0
     with one_blas_thread():
@@ -131,34 +143,34 @@ def linear_probe(
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ConvergenceWarning)
                 head.fit(x["train"], labels["train"])
-            val = score(metric, head, x["val"], labels["val"])
-            if best is None or better(metric, val, best[0]):
+            val = metric.of_model(head, x["val"], labels["val"])
+            if best is None or metric.better(val, best[0]):
                 best = (val, c, copy.deepcopy(head))
                 converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
                 worse = 0
             else:
                 worse += 1
         val, c, chosen = best
-        test = score(metric, chosen, x["test"], labels["test"])
+        test = metric.of_model(chosen, x["test"], labels["test"])
     return {"val": val, "test": test, "C": c, "converged": converged}
 
 
-def knn(metric: str, features: dict[str, np.ndarray], labels: dict[str, np.ndarray], k: int) -> dict:
+def knn(metric: Metric, features: dict[str, np.ndarray], labels: dict[str, np.ndarray], k: int) -> dict:
     """k-NN with cosine distance, neighbours weighted by inverse distance; k fixed (stated)."""
     k = min(k, len(features["train"]))
-    model = (KNeighborsRegressor if metric == "rmse" else KNeighborsClassifier)(
+    model = (KNeighborsClassifier if metric.classifies else KNeighborsRegressor)(
         n_neighbors=k, metric="cosine", weights="distance"
     )
     model.fit(features["train"], labels["train"])
     return {
-        "val": score(metric, model, features["val"], labels["val"]),
-        "test": score(metric, model, features["test"], labels["test"]),
+        "val": metric.of_model(model, features["val"], labels["val"]),
+        "test": metric.of_model(model, features["test"], labels["test"]),
         "k": k,
     }
 
 
 def probe_splits(dataset: Dataset, config: ProbeConfig) -> dict[str, np.ndarray]:
-    """train (subsampled to max_train with a fixed seed), val and test indices."""
+    """train, val and test indices (subsampled to max_train, max_eval with a fixed seed); tokens are not read."""
     if dataset.labels is None or dataset.task == "none":
         raise UserError(f"dataset '{dataset.name}' has no labels to probe")
     splits = dict(dataset.splits)
@@ -169,13 +181,14 @@ def probe_splits(dataset: Dataset, config: ProbeConfig) -> dict[str, np.ndarray]
                 f"dataset '{dataset.name}': the training split holds labels of {len(classes)} class "
                 f"({', '.join(map(str, classes[:1]))}); a probe needs at least 2 classes"
             )
-    if len(splits["train"]) > config.max_train:
-        rng = np.random.default_rng(0)
-        splits["train"] = np.sort(rng.choice(splits["train"], config.max_train, replace=False))
+    for part, cap in (("train", config.max_train), ("val", config.max_eval), ("test", config.max_eval)):
+        if len(splits[part]) > cap:
+            rng = np.random.default_rng(0)
+            splits[part] = np.sort(rng.choice(splits[part], cap, replace=False))
     return splits
 
 
-def evaluate_features(metric: str, features: dict[str, np.ndarray], labels: dict[str, np.ndarray], k: int) -> dict:
+def evaluate_features(metric: Metric, features: dict[str, np.ndarray], labels: dict[str, np.ndarray], k: int) -> dict:
     return {"linear": linear_probe(metric, features, labels), "knn": knn(metric, features, labels, k)}
 
 
@@ -187,7 +200,7 @@ def layer_candidates(depth: int) -> list[tuple[str, list[int]]]:
     return candidates
 
 
-def evaluate_layers(metric: str, layers: dict[str, list[np.ndarray]], labels: dict[str, np.ndarray], k: int) -> dict:
+def evaluate_layers(metric: Metric, layers: dict[str, list[np.ndarray]], labels: dict[str, np.ndarray], k: int) -> dict:
     """Linear probe on the candidate layer best on validation; k-NN on the last layer.
 
     Candidates are compared at one middle regularisation (a full sweep each would cost five
@@ -204,7 +217,7 @@ def evaluate_layers(metric: str, layers: dict[str, list[np.ndarray]], labels: di
     }
     best = None
     for name, val in tried.items():  # candidates in a fixed order: the first of equal scores wins
-        if best is None or better(metric, val, tried[best]):
+        if best is None or metric.better(val, tried[best]):
             best = name
     result = linear_probe(metric, stack(dict(candidates)[best]), labels)
     last = {split: f[-1] for split, f in layers.items()}
@@ -214,16 +227,14 @@ def evaluate_layers(metric: str, layers: dict[str, list[np.ndarray]], labels: di
 def probe_report(model: MaskedAutoencoder, dataset: Dataset, config: ProbeConfig) -> dict:
     """Linear probe and k-NN on the pretrained encoder, the same encoder untrained, and raw inputs."""
     splits = probe_splits(dataset, config)
-    metric = dataset.metric
-    if metric not in HIGHER_IS_BETTER:
-        raise UserError(f"dataset '{dataset.name}': no probe scores the metric '{metric}'")
+    metric = metric_named(dataset.metric, dataset.name, "the probe")
     labels = {name: dataset.labels[index] for name, index in splits.items()}
     untrained = untrained_like(model)
     encoders = {"pretrained": model, "untrained": untrained}
     report: dict = {
         "dataset": dataset.name,
         "task": dataset.task,
-        "metric": metric,
+        "metric": metric.name,
         "sizes": {name: int(len(index)) for name, index in splits.items()},
     }
     for name, encoder in encoders.items():

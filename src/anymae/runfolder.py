@@ -8,13 +8,18 @@ blocks a resume, while a live one turns a second run away.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from anymae.checkpoint import FILENAME, PREVIOUS, Checkpoint, NonFiniteState, save_checkpoint
 from anymae.errors import TrainingDiverged, UserError
+from anymae.tokens import spec_to_dict
 
 LOCK = ".anymae.lock"
 METRICS = "metrics.jsonl"
@@ -24,15 +29,30 @@ def check_out(out: str | Path, flag: str = "--out") -> Path:
     """Refuse an empty output path (it would mean the current folder)."""
     if not str(out).strip():
         raise UserError(f"{flag} is empty; name a run folder, for example {flag} runs/first")
+    if Path(out).name == FILENAME or Path(out).parent.name == FILENAME:
+        raise UserError(f"{flag} {out}: name the run folder, not its {FILENAME} (for example {flag} runs/first)")
     return Path(out)
 
 
+def content_hash(dataset) -> str:
+    """SHA-256 of the tokens, their validity, the splits and the spec (its scales: a table whose values
+    were all multiplied by 1000 standardises to the same tokens, but not to the same spec)."""
+    h = hashlib.sha256(json.dumps(spec_to_dict(dataset.spec), sort_keys=True, default=str).encode())
+    for array in (dataset.tokens.inputs, dataset.tokens.valid, *dataset.splits.values()):
+        array = np.ascontiguousarray(array)
+        h.update(f"{array.dtype}{array.shape}".encode())
+        h.update(array.reshape(-1).view(np.uint8))
+    return h.hexdigest()
+
+
 def data_fingerprint(dataset) -> dict:
-    """What a resumed run must find again: sample count, split sizes and token layout of its data."""
+    """What a resumed run must find again: sample count, split sizes, token layout and the content hash
+    of its data (computed once per run: the run keeps the dict)."""
     return {
         "samples": len(dataset),
         "splits": {name: len(index) for name, index in dataset.splits.items()},
         "tokens": list(dataset.tokens.inputs.shape[1:]),
+        "sha256": content_hash(dataset),
     }
 
 
@@ -56,6 +76,8 @@ class RunFolder:
             self.path.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=self.path):
                 pass
+            if (self.path / LOCK).is_dir():
+                raise UserError(f"{self.path / LOCK} is a folder; it must be the run's lock file: remove the folder")
             self.lock_file = open(self.path / LOCK, "a+")
         except OSError as error:
             raise UserError(f"cannot write to the run folder {self.path}: {error.strerror or error}") from None
@@ -100,14 +122,30 @@ class RunFolder:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def resumed(self, saved: Checkpoint, dataset) -> None:
-        """Check a resumed run is on its own data, and drop metric lines logged after its checkpoint."""
+    def resumed(self, saved: Checkpoint, fingerprint: dict) -> None:
+        """Check a resumed run is on its own data (`fingerprint`: data_fingerprint of the data read now),
+        and drop metric lines logged after its checkpoint. A checkpoint written before content hashes
+        resumes on a check of the shapes alone, and says so."""
         expected = saved.extra.get("data")
-        if expected is not None and expected != data_fingerprint(dataset):
-            raise UserError(
-                f"{self.checkpoint}: --resume on other data: the run was trained on {expected['samples']} samples "
-                f"{expected['tokens']}, this data has {len(dataset)} {list(dataset.tokens.inputs.shape[1:])}"
-            )
+        if isinstance(expected, dict):
+            shape = {k: v for k, v in fingerprint.items() if k != "sha256"}
+            if {k: v for k, v in expected.items() if k != "sha256"} != shape:
+                raise UserError(
+                    f"{self.checkpoint}: --resume on other data: the run was trained on {expected.get('samples')} "
+                    f"samples {expected.get('tokens')}, this data has {shape['samples']} {shape['tokens']}"
+                )
+            if "sha256" not in expected:
+                print(
+                    f"anymae: note: {self.checkpoint} predates data content hashes; only the data's shape could be "
+                    "checked (same samples, splits and tokens), not its values",
+                    file=sys.stderr,
+                )
+            elif expected["sha256"] != fingerprint["sha256"]:
+                raise UserError(
+                    f"{self.checkpoint}: --resume on changed data: same shape ({shape['samples']} samples), but its "
+                    "values differ from the data the run was trained on (content hash); restore that data or "
+                    "start another --out"
+                )
         self.kept = (self.checkpoint, saved.step)
         if self.writer:
             trim_metrics(self.path / METRICS, saved.step)

@@ -22,6 +22,8 @@ from anymae.model import MaskedAutoencoder
 from anymae.objective import reconstruction, targets, token_losses
 from anymae.tokens import FeatureTokens, SeriesPatches
 
+MAX_FEATURES = 64  # feature tokens drawn (and named) per row; wider tables show their first 64
+
 
 def masks_for(
     model: MaskedAutoencoder, dataset: Dataset, index: np.ndarray, strategy: MaskingStrategy, seed: int = 0
@@ -138,7 +140,7 @@ def draw_strips(ax, dataset: Dataset, index: np.ndarray, result: dict, width: in
     error = result["token_loss"]
     top = max(float(error[result["masked"]].max(initial=0)), 1e-6)
     cmap = plt.get_cmap("Reds")
-    width = min(width, int(valid.sum(1).max()))
+    width = min(width, max(last_valid(v) for v in valid))
 
     def letter(token: int) -> str:
         char = dataset.spec.token_text(int(token))
@@ -146,7 +148,7 @@ def draw_strips(ax, dataset: Dataset, index: np.ndarray, result: dict, width: in
 
     for row in range(len(index)):
         y = -2 * row
-        for col in range(min(width, int(valid[row].sum()))):
+        for col in range(min(width, last_valid(valid[row]))):  # invalid slots inside (DNA's N) drawn grey
             masked = bool(result["masked"][row, col])
             shade = 0.25 + 0.75 * error[row, col] / top
             colour = cmap(shade) if masked else (0.9, 0.9, 0.9, 1)
@@ -177,14 +179,21 @@ def draw_strips(ax, dataset: Dataset, index: np.ndarray, result: dict, width: in
     ]
 
 
+def last_valid(valid: np.ndarray) -> int:
+    """One past the last valid slot of a sample (0 when it has none)."""
+    found = np.flatnonzero(valid)
+    return int(found[-1]) + 1 if len(found) else 0
+
+
 def draw_features(axes, dataset: Dataset, index: np.ndarray, result: dict) -> list:
     """Table rows: each sample's standardised value per feature; masked features shaded, with the
     reconstruction beside the truth. Feature names under the last row."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    values, valid = dataset.tokens.inputs[index][..., 0], dataset.tokens.valid[index]
     prediction, masked = result["prediction"][..., 0], result["masked"]
+    shown = masked.shape[1]  # the first MAX_FEATURES of a wide table (genes of a cell)
+    values, valid = dataset.tokens.inputs[index][:, :shown, 0], dataset.tokens.valid[index][:, :shown]
     x = np.arange(values.shape[1])
     for row, ax in enumerate(axes):
         for col in np.flatnonzero(masked[row]):
@@ -204,7 +213,9 @@ def draw_features(axes, dataset: Dataset, index: np.ndarray, result: dict) -> li
         ax.set_xticklabels([])
         ax.tick_params(labelsize=6)
         ax.set_ylabel(f"sample {row + 1}", fontsize=7)
-    axes[0].set_title("standardised value of each feature (0 = the column's mean)", fontsize=8)
+    total = dataset.tokens.valid.shape[1]
+    part = f", the first {shown} of {total}" if shown < total else ""
+    axes[0].set_title(f"standardised value of each feature (0 = the column's mean{part})", fontsize=8)
     return [
         Line2D([], [], ls="none", marker="o", color=TRUTH_COLOUR, ms=3.5, label="visible value"),
         Line2D([], [], ls="none", marker="o", mfc="none", mec=TRUTH_COLOUR, ms=5, label="masked value (truth)"),
@@ -309,21 +320,32 @@ def show(
     # reconstruction loss per masked token: under the model's own masks, and under random ones
     summary["loss_own_masks"] = float(result["token_loss"][result["masked"]].mean())
     summary["loss_random_masks"] = float(result["random_token_loss"][result["random"]].mean())
+    if not (np.isfinite(summary["loss_own_masks"]) and np.isfinite(summary["loss_random_masks"])):
+        # finite but huge decoder weights (a run stopped as it diverged) overflow the reconstruction
+        raise UserError(
+            f"the reconstruction loss is not finite ({summary['loss_own_masks']} under these masks, "
+            f"{summary['loss_random_masks']} under random ones): the decoder's outputs overflow; nothing is drawn"
+        )
     shown = {key: value[:samples] for key, value in result.items()}
     spec, normalised = dataset.spec, model.config.norm_targets
     if spec.grid is not None and not spec.discrete:
         fig, axes = plt.subplots(samples, 4, figsize=(6.4, 1.6 * samples + 1.2), squeeze=False, layout="constrained")
         handles = draw_images(axes, dataset, index[:samples], shown, normalised)
     elif spec.discrete:
-        width = min(64, int(valid[:samples].sum(1).max()))
-        fig, ax = plt.subplots(figsize=(max(6.0, 0.17 * width + 0.5), 0.55 * samples + 1.6), layout="constrained")
+        width = min(64, max(last_valid(v) for v in valid[:samples]))
+        chars = len(spec.token_text(1))  # letters per token (DNA k-mers: k)
+        size = (max(6.0, 0.17 * chars * width + 0.5), 0.55 * samples + 1.6)
+        fig, ax = plt.subplots(figsize=size, layout="constrained")
         handles = draw_strips(ax, dataset, index[:samples], shown, width)
     else:
         wide = isinstance(spec, FeatureTokens)
+        if wide:  # a cell's genes: the first MAX_FEATURES are drawn, named
+            shown = {key: value[:, :MAX_FEATURES] for key, value in shown.items()}
+        columns = min(spec.max_tokens, MAX_FEATURES)
         fig, axes = plt.subplots(
             samples + 1,
             1,
-            figsize=(max(7.0, 0.28 * spec.max_tokens + 1.5) if wide else 9.0, 1.05 * samples + 3.2),
+            figsize=(max(7.0, 0.28 * columns + 1.5) if wide else 9.0, 1.05 * samples + 3.2),
             gridspec_kw={"height_ratios": [1] * samples + [0.8]},
             squeeze=False,
             layout="constrained",
@@ -333,7 +355,11 @@ def show(
             handles = draw_features(axes[:samples], dataset, index[:samples], shown)
         else:
             handles = draw_curves(axes[:samples], dataset, index[:samples], shown, normalised)
-        handles += draw_frequency(axes[-1], result["masked"], valid, getattr(spec, "features", ()))
+        if wide:
+            names = spec.features[:MAX_FEATURES]
+            handles += draw_frequency(axes[-1], result["masked"][:, :columns], valid[:, :columns], names)
+        else:
+            handles += draw_frequency(axes[-1], result["masked"], valid)
     fig.suptitle(f"{dataset.name}: {caption}" if caption else dataset.name, fontsize=9)
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3), fontsize=7, frameon=False)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -2,17 +2,22 @@
 
 A token is either a discrete id (vocabulary V) or a vector of C continuous values. Each token
 has a position (an index into a learned table, unless the spec says the tokens form a set) and
-a validity flag (False = padding). A spec owns raw -> tokens -> raw; nothing else in anymae
-branches on the modality.
+a validity flag (False = padding). A spec owns raw -> tokens -> raw. The readers choose a spec
+by modality (`STRING_SPECS` for the modalities whose samples are strings; tables, images, sets
+and series have a reader each); baselines are chosen from the spec (its kind of tokens; SMILES by
+name, for fingerprints).
 """
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 
+from anymae import chem
 from anymae.errors import UserError
 
 
@@ -107,7 +112,14 @@ class ModalitySpec:
 
 @dataclass(frozen=True)
 class ImagePatches(ModalitySpec):
-    """Images (n, H, W) or (n, H, W, ch) with values in [0, 1] -> non-overlapping p x p patches."""
+    """Images (n, H, W) or (n, H, W, ch) with values in [0, 1] -> non-overlapping p x p patches.
+
+    A side that `patch` does not divide is padded (right and bottom) to the next multiple; a patch
+    that lies wholly in the padding is an invalid token (never encoded, never in the loss), the
+    padded pixels of a patch that is partly image are 0. NaN pixels mark padding too (readers
+    place smaller images of a folder of mixed sizes on a canvas of NaN). `pixel_scale` records
+    how the run's integer pixels were scaled (255, 65535; 1: floats; 0: not recorded).
+    """
 
     height: int
     width: int
@@ -115,18 +127,15 @@ class ImagePatches(ModalitySpec):
     patch: int = 4
     name: str = "image"
     default_ratio: float = 0.75
+    pixel_scale: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.patch < 1 or self.height % self.patch or self.width % self.patch:
-            sizes = [p for p in range(1, min(self.height, self.width)) if self.height % p == 0 and self.width % p == 0]
-            raise UserError(
-                f"data.patch={self.patch} does not divide the image size {self.height}x{self.width} "
-                f"(patch sizes that fit: {', '.join(map(str, sizes))})"
-            )
+        if self.patch < 1:
+            raise UserError(f"data.patch={self.patch}: a patch is at least 1 pixel")
 
     @property
     def grid(self) -> tuple[int, int]:  # type: ignore[override]
-        return self.height // self.patch, self.width // self.patch
+        return -(-self.height // self.patch), -(-self.width // self.patch)
 
     @property
     def channels(self) -> int:  # type: ignore[override]
@@ -146,17 +155,20 @@ class ImagePatches(ModalitySpec):
             raise ValueError(f"expected images of {self.height}x{self.width}x{self.image_channels}, got {h}x{w}x{ch}")
         rows, cols = self.grid
         p = self.patch
+        if (rows * p, cols * p) != (h, w):
+            images = np.pad(images, [(0, 0), (0, rows * p - h), (0, cols * p - w), (0, 0)], constant_values=np.nan)
         patches = images.reshape(n, rows, p, cols, p, ch).transpose(0, 1, 3, 2, 4, 5)
         inputs = np.ascontiguousarray(patches.reshape(n, rows * cols, p * p * ch))
-        return TokenArrays(inputs=inputs, valid=np.ones((n, rows * cols), dtype=bool))
+        valid = ~np.isnan(inputs).all(-1)
+        return TokenArrays(inputs=np.nan_to_num(inputs, nan=0.0), valid=valid)
 
     def to_images(self, values: np.ndarray) -> np.ndarray:
-        """Patch tokens (n, N, C) -> images (n, H, W, ch); the inverse of `tokenize`."""
+        """Patch tokens (n, N, C) -> images (n, H, W, ch); the inverse of `tokenize` (padding cut off)."""
         rows, cols = self.grid
         p, ch = self.patch, self.image_channels
         n = len(values)
         patches = np.asarray(values).reshape(n, rows, cols, p, p, ch).transpose(0, 1, 3, 2, 4, 5)
-        return patches.reshape(n, rows * p, cols * p, ch)
+        return patches.reshape(n, rows * p, cols * p, ch)[:, : self.height, : self.width]
 
 
 @dataclass(frozen=True)
@@ -206,8 +218,6 @@ class SmilesSequence(ByteSequence):
     rewrites = True  # canonical form
 
     def check(self, text: str) -> tuple[str, str | None]:
-        from anymae.data import chem
-
         text = text.strip()
         if len(text) > MAX_SMILES:  # refused before RDKit parses it (it runs out of memory on huge strings)
             return text, f"SMILES of {len(text):,} characters is longer than the limit of {MAX_SMILES:,}"
@@ -217,9 +227,13 @@ class SmilesSequence(ByteSequence):
         return canonical, None
 
     def split(self, samples: list[str]) -> dict[str, np.ndarray]:
-        from anymae.data import chem
-
         return chem.scaffold_splits(samples)
+
+
+@functools.cache
+def outside(alphabet: str) -> re.Pattern:
+    """A pattern matching any character outside `alphabet` (either case): one C-speed scan a sequence."""
+    return re.compile(f"[^{re.escape(alphabet + alphabet.lower())}]")
 
 
 PROTEIN_ALPHABET = "ACDEFGHIKLMNPQRSTVWYXBZUO"  # 20 standard amino acids, X unknown, B Z ambiguous, U O rare
@@ -251,9 +265,9 @@ class AlphabetSequence(ModalitySpec):
         return table
 
     def first_invalid(self, text: str) -> int | None:
-        """The index of the first letter outside the alphabet, or None."""
-        allowed = set(self.alphabet) | set(self.alphabet.lower())
-        return next((i for i, letter in enumerate(text) if letter not in allowed), None)
+        """The index of the first letter outside the alphabet (either case), or None."""
+        found = outside(self.alphabet).search(text)
+        return None if found is None else found.start()
 
     def check(self, text: str) -> tuple[str, str | None]:
         """The sample as tokenized (stripped, a trailing '*' stop dropped) and what is wrong with it."""
@@ -291,16 +305,76 @@ class AlphabetSequence(ModalitySpec):
         return "".join(self.token_text(int(i)) for i in ids[valid])
 
 
+MAX_KMER = 6  # 4**6 + 1 = 4,097 ids
+
+
+@dataclass(frozen=True)
+class DnaSequence(AlphabetSequence):
+    """DNA -> non-overlapping k-mers of bases as ids 1..4**k (k = 1: single nucleotides); 0 is padding.
+
+    Lower case is the same base (soft-masked repeats). N, an unknown base, makes its token invalid
+    (like a missing value in a table: the encoder never sees it, the loss never asks for it); so
+    does a k-mer holding one. `max_tokens` counts k-mers: a sample keeps max_tokens * k bases, and
+    a last part shorter than k is dropped. Letters other than ACGTN are errors (`invalid`).
+    """
+
+    alphabet: str = DNA_ALPHABET
+    max_tokens: int = 512
+    name: str = "dna"
+    kmer: int = 1
+
+    @property
+    def vocab_size(self) -> int:  # type: ignore[override]
+        return 4**self.kmer + 1
+
+    def tokenize(self, raw: list[str]) -> TokenArrays:
+        codes = np.full(256, -1, dtype=np.int64)  # A C G T -> 0..3 (either case); N and the rest -> -1
+        for i, base in enumerate("ACGT"):
+            codes[ord(base)] = codes[ord(base.lower())] = i
+        weights = 4 ** np.arange(self.kmer - 1, -1, -1)
+        n = len(raw)
+        inputs = np.zeros((n, self.max_tokens), dtype=np.int64)
+        valid = np.zeros((n, self.max_tokens), dtype=bool)
+        for i, text in enumerate(raw):
+            problem = self.invalid(text)
+            if problem:
+                raise ValueError(f"record {i}: {problem}")
+            k = min(len(text) // self.kmer, self.max_tokens)
+            data = np.frombuffer(text[: k * self.kmer].encode("ascii"), dtype=np.uint8)
+            bases = codes[data].reshape(k, self.kmer)
+            known = (bases >= 0).all(1)
+            inputs[i, :k] = np.where(known, bases @ weights + 1, 0)
+            valid[i, :k] = known
+        return TokenArrays(inputs=inputs, valid=valid)
+
+    def token_text(self, token_id: int) -> str:
+        """The k-mer's bases; an invalid token (a k-mer with an N) prints as N."""
+        if not 0 < token_id <= 4**self.kmer:
+            return "N" * self.kmer
+        digits = np.unravel_index(token_id - 1, (4,) * self.kmer)
+        return "".join("ACGT"[int(d)] for d in digits)
+
+
 def protein_spec(max_tokens: int = 512) -> AlphabetSequence:
     return AlphabetSequence(PROTEIN_ALPHABET, max_tokens=max_tokens, name="protein", default_ratio=0.15)
 
 
-def dna_spec(max_tokens: int = 512) -> AlphabetSequence:
-    return AlphabetSequence(DNA_ALPHABET, max_tokens=max_tokens, name="dna", default_ratio=0.15)
+def dna_spec(max_tokens: int = 512, kmer: int = 1) -> DnaSequence:
+    return DnaSequence(max_tokens=max_tokens, kmer=kmer)
 
 
 def smiles_spec(max_tokens: int = 128) -> SmilesSequence:
     return SmilesSequence(max_tokens=max_tokens)
+
+
+# The modalities whose samples are strings (FASTA, text files, a table's text column), with their
+# specs: (max_tokens, kmer) -> spec. The readers derive their lists from this table.
+STRING_SPECS = {
+    "text": lambda max_tokens, kmer: ByteSequence(max_tokens=max_tokens),
+    "protein": lambda max_tokens, kmer: protein_spec(max_tokens),
+    "dna": dna_spec,
+    "smiles": lambda max_tokens, kmer: smiles_spec(max_tokens),
+}
 
 
 def _standardise(values: np.ndarray, mean: tuple[float, ...], scale: tuple[float, ...]) -> np.ndarray:

@@ -27,7 +27,7 @@ from anymae.config import Config, TrainConfig, check_fits, save_config, validate
 from anymae.data import Dataset, absolute_name, load_dataset
 from anymae.diagnostics import MaskDiagnostics
 from anymae.errors import UserError
-from anymae.masking import MaskingStrategy, build_strategy
+from anymae.masking import MaskingStrategy, build_strategy, check_strategy
 from anymae.model import MaskedAutoencoder
 from anymae.objective import reconstruction
 from anymae.runfolder import RunFolder, data_fingerprint
@@ -142,6 +142,7 @@ class Run:
     rank: distributed.Rank = distributed.SINGLE  # one process unless torchrun started several
     objective: Callable | None = None  # reconstruction of `model`; DDP-wrapped under several processes
     step: int = 0
+    fingerprint: dict | None = None  # data_fingerprint of the data, computed once (its hash reads every token)
 
     @property
     def run_dir(self) -> Path:
@@ -168,7 +169,7 @@ class Run:
             self.model.state_dict(),
             self.optimizer.state_dict(),
             self.rank.gather("mask", self.generator.get_state()),
-            {**masking, "data": data_fingerprint(self.dataset), "spec": spec_to_dict(self.dataset.spec)},
+            {**masking, "data": self.fingerprint, "spec": spec_to_dict(self.dataset.spec)},
             {f"{key}/{name}": tensor for key, tensors in kept.items() for name, tensor in tensors.items()},
         )
         self.folder.save(state)  # refuses non-finite weights: TrainingDiverged naming the checkpoint kept
@@ -180,12 +181,14 @@ def build_run(folder: RunFolder, config: Config, resume: bool = False, dataset: 
 
     `folder` is open (locked, writable, holding a run exactly when `resume`)."""
     validate(config)
+    check_strategy(config.masking, config.model)  # before any data is read
     t = config.train
     if t.threads:
         torch.set_num_threads(t.threads)
     run_dir = folder.path
     dataset = dataset or load_dataset(config.data)
     check_fits(config, dataset.spec)
+    check_strategy(config.masking, config.model, dataset.spec)
     rank = distributed.setup(pick_device(t.device), t.dist_timeout)
     torch.manual_seed(t.seed)
     model = MaskedAutoencoder(dataset.spec, config.model).to(rank.device)
@@ -204,10 +207,11 @@ def build_run(folder: RunFolder, config: Config, resume: bool = False, dataset: 
         rank,
     )
     rank.check_batch(run.batch_size)
+    run.fingerprint = data_fingerprint(dataset)
     if resume:
         saved = load_checkpoint(run.checkpoint_file)
         check_checkpoint(saved, run.checkpoint_file, run.model, run.optimizer, generators=("mask",))
-        folder.resumed(saved, dataset)  # the same data; metric lines after the checkpoint dropped
+        folder.resumed(saved, run.fingerprint)  # the same data; metric lines after the checkpoint dropped
         run.model.load_state_dict(saved.model)
         run.optimizer.load_state_dict(saved.optimizer)
         # a rank the saved run did not have keeps its fresh generator and takes rank 0's strategy state
@@ -236,43 +240,47 @@ def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
 
-def train_step(
-    model: MaskedAutoencoder,
-    optimizer: torch.optim.Optimizer,
-    strategy: MaskingStrategy,
-    generator: torch.Generator,
-    batches: list[TokenBatch],
-    lr: float,
-    progress: float,
-    clip: float = 0.0,
-    autocast: contextlib.AbstractContextManager | None = None,
-    objective: Callable | None = None,
-    rank: distributed.Rank = distributed.SINGLE,
-) -> StepResult:
+@dataclass
+class StepContext:
+    """What every optimizer step of a run uses: the model and its optimizer, the masking strategy and
+    its generator, and how a step runs (gradient clipping, autocast, the objective, the process group)."""
+
+    model: MaskedAutoencoder
+    optimizer: torch.optim.Optimizer
+    strategy: MaskingStrategy
+    generator: torch.Generator
+    clip: float = 0.0
+    autocast: contextlib.AbstractContextManager | None = None
+    objective: Callable | None = None
+    rank: distributed.Rank = distributed.SINGLE
+
+
+def train_step(context: StepContext, batches: list[TokenBatch], lr: float, progress: float) -> StepResult:
     """One optimizer step: mask and reconstruct each batch (gradients accumulated), clip, update.
 
     `objective` is `reconstruction` of `model` (DDP-wrapped under several processes). The loss
     is the mean over processes; when it is non-finite on any of them, all stop before that
     batch's backward pass and make no update.
     """
-    objective = objective or functools.partial(reconstruction, model)
-    for group in optimizer.param_groups:
+    c = context
+    objective = c.objective or functools.partial(reconstruction, c.model)
+    for group in c.optimizer.param_groups:
         group["lr"] = lr
     total, masks = 0.0, []
     for batch in batches:
-        with autocast or contextlib.nullcontext():
-            out = objective(batch, strategy, generator, progress=progress)
+        with c.autocast or contextlib.nullcontext():
+            out = objective(batch, c.strategy, c.generator, progress=progress)
         masks.append(out.masked)
-        loss = rank.mean(out.loss)
+        loss = c.rank.mean(out.loss)
         if not math.isfinite(loss):
-            optimizer.zero_grad(set_to_none=True)
+            c.optimizer.zero_grad(set_to_none=True)
             return StepResult(loss, masks)
         (out.loss / len(batches)).backward()
         total += loss / len(batches)
-    if clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    if c.clip > 0:
+        torch.nn.utils.clip_grad_norm_(c.model.parameters(), c.clip)
+    c.optimizer.step()
+    c.optimizer.zero_grad(set_to_none=True)
     return StepResult(total, masks)
 
 
@@ -318,7 +326,9 @@ def train(run: Run, stop_after: int | None = None) -> RunResult:
     t = config.train
     end = t.steps if stop_after is None else min(t.steps, stop_after)
     batches = run.batches()
-    autocast = autocast_for(run.device)
+    context = StepContext(
+        run.model, run.optimizer, run.strategy, run.generator, t.clip, autocast_for(run.device), run.objective, run.rank
+    )
     progress = Progress(t.steps, run.step, t.log_every, enabled=run.rank.main)
     diagnostics = MaskDiagnostics(run.dataset, config.masking, run.device)
     window = MetricsWindow(run.batch_size * t.accumulate)
@@ -328,19 +338,7 @@ def train(run: Run, stop_after: int | None = None) -> RunResult:
         while run.step < end:
             lr = learning_rate(run.step, t)
             micro = [next(batches) for _ in range(t.accumulate)]
-            result = train_step(
-                run.model,
-                run.optimizer,
-                run.strategy,
-                run.generator,
-                micro,
-                lr,
-                run.step / t.steps,
-                t.clip,
-                autocast,
-                objective=run.objective,
-                rank=run.rank,
-            )
+            result = train_step(context, micro, lr, run.step / t.steps)
             for batch, masked in zip(micro, result.masked):
                 diagnostics.observe(masked, batch.valid)
             if not math.isfinite(result.loss):

@@ -1,35 +1,22 @@
-"""Datasets: built-in real data and users' own files, as tokens with splits."""
+"""Datasets: built-in real data, users' own files and prepared stores, as tokens with splits."""
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
-from anymae.config import DataConfig
-from anymae.data.catalog import BUILTINS, load_builtin
+from anymae.data.catalog import BUILTINS
+from anymae.data.corpus import load_dataset
 from anymae.data.dataset import Dataset, random_splits
-from anymae.data.files import load_file
-from anymae.errors import UserError
-
-
-def load_dataset(config: DataConfig) -> Dataset:
-    """A built-in dataset by name, or a user's file by path."""
-    if config.name in BUILTINS:
-        modality = BUILTINS[config.name].modality
-        if config.modality and config.modality != modality:
-            raise UserError(f"dataset '{config.name}' is {modality} data, not --modality {config.modality}")
-        return load_builtin(config.name, config)
-    path = Path(config.name)
-    if path.exists():
-        return load_file(path, config)
-    raise UserError(
-        f"unknown dataset '{config.name}': not a built-in name ({', '.join(BUILTINS)}) "
-        "and no such file; `anymae data list` shows the built-in datasets"
-    )
 
 
 def absolute_name(name: str) -> str:
-    """A path made absolute (so a run works from any folder); built-in names and unknown names as given."""
-    return name if name in BUILTINS or not Path(name).exists() else str(Path(name).resolve())
+    """A path or glob made absolute (so a run works from any folder); built-in and unknown names as given."""
+    if not name.strip() or name in BUILTINS:  # Path('') is the current folder: kept empty, to be refused
+        return name
+    if Path(name).exists():
+        return str(Path(name).resolve())
+    return str(Path(name).absolute()) if glob.has_magic(name) else name
 
 
 __all__ = ["BUILTINS", "Dataset", "absolute_name", "load_dataset", "random_splits"]

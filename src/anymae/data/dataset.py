@@ -3,12 +3,13 @@ and `make_dataset`, the one ending every reader and loader shares."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from anymae.data.records import BadRecords, labels_and_task
+from anymae.data.records import BadRecords, label_problem, labels_and_task, odd_kind_labels, parse_number
 from anymae.errors import UserError
 from anymae.tokens import ModalitySpec, TokenArrays
 
@@ -27,6 +28,7 @@ class Dataset:
     source: str = ""
     license: str = ""
     notes: dict = field(default_factory=dict)
+    ids: Sequence[str] | None = None  # one per sample, to join outputs back (FASTA header, line, row, file name)
 
     def __post_init__(self) -> None:
         if not self.metric:
@@ -66,6 +68,7 @@ def make_dataset(
     license: str = "",
     metric: str = "",
     min_tokens: int = MIN_TOKENS,
+    ids: Sequence[str] | None = None,
 ) -> Dataset:
     """Tokenize `raw` (one sample per place), drop samples with fewer than 2 valid tokens as bad
     records, read labels (class names or regression targets) and split.
@@ -75,7 +78,8 @@ def make_dataset(
     into `raw` to splits of the kept samples (e.g. a scaffold split). `importance`: one
     per-token map per sample (the values of its tokens, or of all `spec.max_tokens` slots).
     `min_tokens`: 1 keeps single-token samples (published benchmarks with one-atom molecules);
-    a dataset whose samples can never hold 2 tokens is always an error.
+    a dataset whose samples can never hold 2 tokens is always an error. `ids`: one per sample of
+    `raw` (default: `places`), kept beside the samples kept.
     """
     if spec.max_tokens < MIN_TOKENS:
         hint = ": choose a smaller data.patch" if spec.grid is not None else " (one to hide, one to see)"
@@ -83,18 +87,25 @@ def make_dataset(
     tokens = spec.tokenize(raw)
     counts = tokens.valid.sum(1)
     maps = None if importance is None else np.zeros(tokens.valid.shape, dtype=np.float32)
+    odd_labels = set() if labels is None else odd_kind_labels([labels[i] for i in range(len(places))])
     keep = []
     for i, place in enumerate(places):
         if counts[i] < max(min_tokens, 1):
-            what = "no valid token" if counts[i] == 0 else "only 1 valid token"
-            bad(place, f"has {what} (a sample needs at least {MIN_TOKENS}: one to hide, one to see)")
+            bad(place, too_few(int(counts[i])))
             continue
         if maps is not None and not fill_map(maps[i], importance[i], int(counts[i]), place, bad):
+            continue
+        problem = "" if labels is None else label_problem(labels[i])
+        if i in odd_labels and not problem:
+            kind = "a word" if parse_number(labels[i]) is None else "a number"
+            problem = f"label {labels[i]!r} is {kind}; the other labels are not (a label column holds one or the other)"
+        if problem:
+            bad(place, problem)
             continue
         keep.append(i)
     keep = np.array(keep, dtype=np.int64)
     if len(keep) < 2:
-        raise UserError(f"{name}: fewer than 2 usable records ({len(keep)} usable, {bad.count} bad); at least 2 needed")
+        raise UserError(f"{name}: fewer than 2 usable records ({len(keep)} usable, {bad.summary()}); at least 2 needed")
     report = bad.report()
     if len(keep) < len(tokens):
         tokens = TokenArrays(tokens.inputs[keep], tokens.valid[keep])
@@ -122,7 +133,38 @@ def make_dataset(
         source=source or name,
         license=license,
         notes=notes,
+        ids=[(places if ids is None else ids)[i] for i in keep],
     )
+
+
+def too_few(count: int) -> str:
+    """What is wrong with a sample of `count` (< 2) valid tokens."""
+    what = "no valid token" if count == 0 else "only 1 valid token"
+    return f"has {what} (a sample needs at least {MIN_TOKENS}: one to hide, one to see)"
+
+
+class Cuts:
+    """Samples longer than data.max_tokens, which are cut there: counted (and the longest kept),
+    so that no cut is silent."""
+
+    def __init__(self, max_tokens: int) -> None:
+        self.max_tokens, self.count, self.longest = max_tokens, 0, 0
+
+    def add(self, lengths: np.ndarray) -> None:
+        """The lengths in tokens of samples before any cut."""
+        lengths = np.asarray(lengths)
+        self.count += int((lengths > self.max_tokens).sum())
+        self.longest = max(self.longest, int(lengths.max(initial=0)))
+
+    def report(self, name: str, total: int) -> dict:
+        """A warning line on stderr when any sample was cut, and the note a dataset (and a store) keeps."""
+        if self.count:
+            print(
+                f"anymae: warning: {name}: {self.count:,} of {total:,} samples are longer than data.max_tokens="
+                f"{self.max_tokens} and were cut there (the longest has {self.longest:,} tokens)",
+                file=sys.stderr,
+            )
+        return {"cut": {"max_tokens": self.max_tokens, "samples": self.count, "longest": self.longest}}
 
 
 def split_kept(splits: Splits, keep: np.ndarray, n_raw: int) -> dict[str, np.ndarray]:

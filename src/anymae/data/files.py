@@ -12,9 +12,11 @@
 | .ts (UCR / UEA)                       | series                              |                         |
 | .npy / .npz (x, optional y)           | image if x is (n, H, W[, C]);       | tabular, series (2-D x) |
 |                                       | set if the .npz has `counts`        |                         |
+| .h5ad (anndata; data/singlecell.py)   | tabular: cells x genes              |                         |
 
-`--label` names the label column of a table or the label array of a .npz (default `y`); the
-other readers take labels from the file (image sub-folders, .ts) or have none, and refuse it.
+`--label` names the label column of a table, the label array of a .npz (default `y`) or an obs
+column of an .h5ad; the other readers take labels from the file (the first folder level under an
+image folder, .ts) or have none, and refuse it.
 `data.importance` (per-token maps for masking.map_source=given) names a column of a table or
 an array of a .npz, or is a .npy / .npz file with one row per record.
 """
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from anymae.config import DataConfig
+from anymae.config import MODALITIES, DataConfig
 from anymae.data.dataset import Dataset
 from anymae.data.images import load_image_arrays, load_image_folder, read_npz
 from anymae.data.records import BadRecords, array_task, parse_number
@@ -37,10 +39,10 @@ from anymae.data.sequences import (
 )
 from anymae.data.series import read_ts, series_dataset, table_series
 from anymae.data.sets import load_set_arrays
+from anymae.data.singlecell import h5ad_dataset
 from anymae.data.tables import Table, read_table, tabular_dataset
 from anymae.errors import UserError
 
-MODALITIES = ("text", "protein", "dna", "smiles", "tabular", "image", "set", "series")
 FASTA = (".fasta", ".fa", ".faa", ".fna", ".fas", ".ffn", ".fsa")
 TEXT = (".txt", ".text")
 TABLES = (".csv", ".tsv", ".parquet")
@@ -126,9 +128,9 @@ def load_fasta(path: Path, config: DataConfig, bad: BadRecords) -> Dataset:
     if config.importance and map_file(config) is None:
         raise UserError(f"{path}: FASTA files have no columns; give data.importance as a .npy file")
     modality = config.modality or guess_alphabet(read_fasta(path, BadRecords(path, "skip"), limit=100)[1])
-    _, sequences, places = read_fasta(path, bad, string_spec(modality, config.max_tokens))
+    ids, sequences, places = read_fasta(path, bad, string_spec(modality, config.max_tokens, config.kmer))
     maps = maps_from_file(config, path, bad, len(sequences))
-    return strings_dataset(modality, sequences, places, bad, config, importance=maps, **about(path))
+    return strings_dataset(modality, sequences, places, bad, config, importance=maps, ids=ids, **about(path))
 
 
 def load_lines(path: Path, config: DataConfig, bad: BadRecords) -> Dataset:
@@ -230,6 +232,8 @@ def load_arrays(path: Path, config: DataConfig, bad: BadRecords) -> Dataset:
     if config.label and config.label not in arrays:
         raise UserError(f"{path}: --label {config.label}: no such array (arrays: {', '.join(arrays)})")
     x, y = arrays["x"], arrays.get(label)
+    if x.ndim == 0:
+        raise UserError(f"{path}: field 'x' is a single number; it must hold samples (images (n, H, W), rows (n, F))")
     if x.size == 0:
         raise UserError(f"{path}: field 'x' is empty (shape {x.shape})")
     if x.dtype.kind not in "biuf":
@@ -274,6 +278,11 @@ def load_arrays(path: Path, config: DataConfig, bad: BadRecords) -> Dataset:
     return load_image_arrays(path, config, x, y, maps)
 
 
+def load_h5ad(path: Path, config: DataConfig, bad: BadRecords) -> Dataset:
+    check_modality(path, config.modality, ("tabular",))
+    return h5ad_dataset(path, config, bad)
+
+
 READERS = {
     **{suffix: load_fasta for suffix in FASTA},
     **{suffix: load_lines for suffix in (*TEXT, ".smi")},
@@ -281,6 +290,7 @@ READERS = {
     ".ts": load_ts,
     ".npy": load_arrays,
     ".npz": load_arrays,
+    ".h5ad": load_h5ad,
 }
 
 
@@ -294,6 +304,8 @@ def load_file(path: Path, config: DataConfig) -> Dataset:
     reader = READERS.get(kind(path))
     if reader is None:
         raise UserError(f"{path}: no reader for '{path.suffix}' files (readable: {', '.join(READERS)}, image folders)")
+    if not path.is_file():
+        raise UserError(f"{path}: not a regular file (a pipe or a device?); save the data to a file first")
     if path.stat().st_size == 0:
         raise UserError(f"{path}: the file is empty")
     return reader(path, config, bad)

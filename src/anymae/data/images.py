@@ -1,17 +1,24 @@
 """Images: numpy arrays (.npy / .npz) and folders of PNG / JPEG files (Pillow, `anymae[images]`).
 
-Folders: a sub-folder per class (its name is the label) or images directly in the folder
-(unlabelled). Sizes are not resized: the most common size is the dataset's size and an image
-of another size is a bad record (skip it with --on-bad-record skip; resize beforehand to keep
-it). Colour: if any image is in colour, all become RGB (grey is repeated), else grey; alpha
-is dropped, palettes expanded. Pixels are scaled to [0, 1].
+Folders: a sub-folder per class (the first folder level under the folder is the label, as
+torchvision's ImageFolder reads it; deeper folders belong to their top one) or images directly
+in the folder (unlabelled). Any size works: images are never resized. A folder of mixed sizes
+is read on a canvas of the largest height and width, each image at the top left and the rest
+padding; a patch that lies wholly in padding is an invalid token (never encoded, never in the
+loss). The patch size is chosen among the divisors of the size (choose_patch); where none gives
+2 to `data.max_tokens` patches, the image is padded to a multiple of the patch.
+Colour: if any image is in colour, all become RGB (grey is repeated), else grey; alpha is
+dropped, palettes expanded.
+
+Pixels end in [0, 1] by one rule (pixel_scale), stored with the run so `Encoder.embed` scales
+its inputs the same way: integers are divided by 255 when they all lie in 0-255, else by 65535
+when they lie in 0-65535 (16-bit PNGs: always 65535); floats must already lie in [0, 1].
 """
 
 from __future__ import annotations
 
 import warnings
 import zipfile
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -28,24 +35,59 @@ GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 
 def choose_patch(height: int, width: int, max_tokens: int) -> int:
-    """4 (or 2, 1) when that gives at most `max_tokens` patches, else the smallest larger one."""
-    for p in (4, 2, 1, 7, 8, 14, 16, 28, 32):
-        if height % p == 0 and width % p == 0 and (height // p) * (width // p) <= max_tokens:
+    """4 (or 2, 1) when that gives at most `max_tokens` patches, else the smallest larger divisor of
+    both sides that does; where no divisor gives 2 to `max_tokens` patches, the smallest patch
+    that does once the image is padded to a multiple of it (ImagePatches pads)."""
+
+    def fits(p: int) -> bool:
+        return 2 <= -(-height // p) * -(-width // p) <= max_tokens
+
+    divisors = [p for p in range(1, min(height, width) + 1) if height % p == 0 and width % p == 0]
+    for p in (*[p for p in (4, 2, 1) if p in divisors], *[p for p in divisors if p > 4]):
+        if fits(p):
             return p
-    raise UserError(f"no patch size divides the image size {height}x{width} into at most {max_tokens} patches")
+    return next((p for p in range(1, max(height, width) + 1) if fits(p)), 1)  # 1: too small, refused later
+
+
+def pixel_scale(where: str, images: np.ndarray) -> float:
+    """The divisor that brings integer pixels into [0, 1] (255 or 65535, by their values); 1.0 for
+    floats, which must lie in [0, 1] already. The one rule for arrays of images, API inputs included."""
+    if images.dtype.kind in "iu":
+        low, high = int(images.min()), int(images.max())
+        if low >= 0 and high <= 65535:
+            return 255.0 if high <= 255 else 65535.0
+        raise UserError(f"{where}: integer pixels must lie in 0-255 (8 bits) or 0-65535 (16 bits), got {low} to {high}")
+    flat = images.reshape(len(images), -1)
+    finite = np.isfinite(flat) & (np.abs(flat) <= FLOAT32_MAX)
+    if not finite.all():
+        bad = np.flatnonzero(~finite.all(axis=1))
+        raise UserError(
+            f"{where}: field 'x' has NaN, inf or values beyond float32 in {len(bad)} images (first: {bad[0]})"
+        )
+    outside = (flat < 0) | (flat > 1)
+    if outside.any():
+        first = int(np.flatnonzero(outside.any(axis=1))[0])
+        low, high = float(flat.min()), float(flat.max())
+        hint = " (pixels of 0-255 as floats? divide them by 255)" if high > 1 else ""
+        raise UserError(
+            f"{where}: float pixels must lie in [0, 1], got {low:g} to {high:g} (first in image {first}){hint}"
+        )
+    return 1.0
 
 
 MAX_IMAGE_PIXELS = 4096 * 4096  # one image; larger ones are refused from their header (decompression bombs)
 
 
-def image_dataset(images: np.ndarray, places: list[str], bad: BadRecords, config: DataConfig, **about) -> Dataset:
-    """Images (n, H, W[, C]) in [0, 1] cut into patches of `data.patch` (default: choose_patch).
-    `about`: name, labels, source, license, metric, task, importance (see make_dataset)."""
+def image_dataset(
+    images: np.ndarray, places: list[str], bad: BadRecords, config: DataConfig, scale: float = 255.0, **about
+) -> Dataset:
+    """Images (n, H, W[, C]) in [0, 1] (NaN: padding) cut into patches of `data.patch` (default:
+    choose_patch). `scale`: how integer pixels were scaled (kept in the spec). `about`: name, labels,
+    source, license, metric, task, importance (see make_dataset)."""
     height, width = images.shape[1:3]
     channels = images.shape[3] if images.ndim == 4 else 1
     patch = config.patch or choose_patch(height, width, max(config.max_tokens, 16))
-    # ImagePatches refuses a patch that does not divide the image, naming the sizes that do
-    spec = ImagePatches(height=height, width=width, image_channels=channels, patch=patch)
+    spec = ImagePatches(height=height, width=width, image_channels=channels, patch=patch, pixel_scale=scale)
     return make_dataset(spec, images, places, bad, **about)
 
 
@@ -54,8 +96,7 @@ def load_image_arrays(
 ) -> Dataset:
     """`.npy` of images, or `.npz` with `x` (images) and optionally labels (`y`, or --label).
 
-    Images are (n, H, W) or (n, H, W, channels); uint8 is scaled by 1/255, uint16 by 1/65535,
-    floats are kept.
+    Images are (n, H, W) or (n, H, W, channels), scaled to [0, 1] by `pixel_scale`.
     """
     if images.ndim not in (3, 4) or len(images) < 2 or images.shape[1] < 1 or images.shape[2] < 1:
         raise UserError(
@@ -65,20 +106,15 @@ def load_image_arrays(
         raise UserError(f"{path}: field 'x' must hold numbers, got {images.dtype} values")
     if labels is not None and labels.shape != (len(images),):
         raise UserError(f"{path}: the labels must be one per image ({len(images)}), got shape {labels.shape}")
-    flat = images.reshape(len(images), -1)
-    if images.dtype.kind == "f" and not (np.isfinite(flat) & (np.abs(flat) <= FLOAT32_MAX)).all():
-        bad = np.flatnonzero(~(np.isfinite(flat) & (np.abs(flat) <= FLOAT32_MAX)).all(axis=1))
-        raise UserError(
-            f"{path}: field 'x' has NaN, inf or values beyond float32 in {len(bad)} images (first: {bad[0]})"
-        )
-    depth = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(images.dtype, 1.0)
-    scaled = images.astype(np.float32) / depth
+    depth = pixel_scale(str(path), images)
+    scaled = images.astype(np.float32) / np.float32(depth)
     places = [f"image {i}" for i in range(len(images))]
     return image_dataset(
         scaled,
         places,
         BadRecords(path, config.on_bad_record),
         config,
+        depth,
         name=path.name,
         labels=None if labels is None else labels.tolist(),
         task=array_task(labels),
@@ -90,6 +126,11 @@ def load_image_arrays(
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     """The arrays of a .npy (as 'x') or .npz file, without unpickling anything; refused before
     loading when they would take more than the file limit in memory."""
+    magic = b"PK" if path.suffix.lower() == ".npz" else b"\x93NUMPY"
+    with open(path, "rb") as f:
+        if f.read(len(magic)) != magic:
+            kind = "a zip archive of arrays (numpy.savez)" if magic == b"PK" else "an array file (numpy.save)"
+            raise UserError(f"{path}: not a readable numpy file (it does not begin as {kind} does)")
     try:
         if path.suffix.lower() == ".npz":
             with zipfile.ZipFile(path) as archive:
@@ -103,6 +144,8 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
             return {"x": loaded}
         with loaded:
             return {key: loaded[key] for key in loaded.files}
+    except UserError:
+        raise
     except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError, RuntimeError) as error:
         raise UserError(f"{path}: not a readable numpy file ({brief(error)})") from None
 
@@ -138,23 +181,25 @@ def load_image_folder(path: Path, config: DataConfig) -> Dataset:
         headers[f] = (size, mode)
     if not headers:
         raise UserError(f"{path}: no readable images ({bad.count} bad)")
-    size = Counter(s for s, _ in headers.values()).most_common(1)[0][0]
+    height = max(s[1] for s, _ in headers.values())  # PIL sizes are (width, height)
+    width = max(s[0] for s, _ in headers.values())
     colour = any(mode not in GREY_MODES for _, mode in headers.values())
-    check_size(path, len(headers) * size[0] * size[1] * (3 if colour else 1) * 4)
-    images, names, places = [], [], []
-    for f, (s, _) in headers.items():
+    channels = 3 if colour else 1
+    check_size(path, len(headers) * height * width * channels * 4)
+    images, names, places, deep = [], [], [], False
+    for f in headers:
         place = f"file {f.relative_to(path)}"
-        if s != size:
-            bad(place, f"is {s[0]}x{s[1]}, the other images are {size[0]}x{size[1]}")
-            continue
         try:
             with Image.open(f) as image:
                 pixels = pixel_values(image, colour)
+                deep = deep or image.mode.startswith("I")
         except (OSError, ValueError, SyntaxError) as error:
             bad(place, f"not a readable image ({brief(error, 120)})")
             continue
-        images.append(pixels)
-        names.append(f.parent.name)
+        canvas = np.full((height, width, channels), np.nan, dtype=np.float32)  # NaN: padding
+        canvas[: pixels.shape[0], : pixels.shape[1]] = pixels.reshape(pixels.shape[0], pixels.shape[1], channels)
+        images.append(canvas)
+        names.append(f.relative_to(path).parts[0])  # the class: the first folder level under the folder
         places.append(place)
     if len(images) < 2:
         raise UserError(f"{path}: fewer than 2 usable images ({bad.count} bad)")
@@ -163,6 +208,7 @@ def load_image_folder(path: Path, config: DataConfig) -> Dataset:
         places,
         bad,
         config,
+        65535.0 if deep and not colour else 255.0,
         name=path.name,
         labels=names if labelled else None,
         task="classification" if labelled else None,

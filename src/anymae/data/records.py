@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import bz2
+import contextlib
+import contextvars
 import gzip
 import io
+import math
 import os
 import re
 import sys
@@ -29,12 +32,18 @@ class BadRecords:
             raise UserError(f"data.on_bad_record must be one of {', '.join(POLICIES)}, got '{policy}'")
         self.path, self.policy = path, policy
         self.places: list[str] = []
+        self.first = ""  # the first bad record and its problem, for messages about the file as a whole
 
     def __call__(self, where: str, problem: str) -> None:
         """Record one bad record at `where` (e.g. 'line 12'); raises under the fail policy."""
         if self.policy == "fail":
             raise UserError(f"{self.path}, {where}: {problem} (use --on-bad-record skip to skip such records)")
+        self.first = self.first or f"first: {where}, {problem}"
         self.places.append(where)
+
+    def summary(self) -> str:
+        """'N bad' and the first one, for a file left with too few records."""
+        return f"{self.count} bad" + (f"; {self.first}" if self.first else "")
 
     @property
     def count(self) -> int:
@@ -59,8 +68,23 @@ def brief(error: BaseException | str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+STREAMING = contextvars.ContextVar("streaming", default=False)
+
+
+@contextlib.contextmanager
+def streaming() -> Iterator[None]:
+    """Lift the size limit of one file: a reader consumed in chunks (data/store.py) holds no file in memory."""
+    token = STREAMING.set(True)
+    try:
+        yield
+    finally:
+        STREAMING.reset(token)
+
+
 def max_file_bytes() -> int:
-    """The size limit of one input file: MAX_FILE_BYTES, or $ANYMAE_MAX_FILE_BYTES when set."""
+    """The size limit of one input file: MAX_FILE_BYTES, or $ANYMAE_MAX_FILE_BYTES when set (none while streaming)."""
+    if STREAMING.get():
+        return 1 << 62
     value = os.environ.get("ANYMAE_MAX_FILE_BYTES", "")
     if value:
         if not value.isdigit():
@@ -75,7 +99,8 @@ def check_size(path: Path, size: int) -> None:
     if size > limit:
         raise UserError(
             f"{path}: {size / MIB:,.0f} MiB is more than the limit of {limit / MIB:,.0f} MiB for one file "
-            "(split it, or raise ANYMAE_MAX_FILE_BYTES)"
+            "(prepare a store from it, read in chunks: anymae data prepare FILE --out STORE; or raise "
+            "ANYMAE_MAX_FILE_BYTES)"
         )
 
 
@@ -100,10 +125,7 @@ def raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     number, total = 0, 0
     with open_binary(path) as f:
         try:
-            while True:
-                raw = f.readline(MAX_LINE_BYTES + 1)
-                if not raw:
-                    return
+            for raw in split_lines(f):
                 number += 1
                 total += len(raw)
                 if len(raw) > MAX_LINE_BYTES:
@@ -119,6 +141,26 @@ def raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
                 yield number, raw.rstrip(b"\r\n")
         except (OSError, EOFError, zlib_error) as error:
             raise UserError(f"{path}, line {number + 1}: damaged or cut short ({brief(error)})") from None
+
+
+def split_lines(f: io.BufferedIOBase) -> Iterator[bytes]:
+    """The lines of a binary file, each with its line end. Lines end at LF or CR LF; a file whose first
+    64 KiB hold CR but no LF ends its lines at CR (classic Mac OS). A line is cut after MAX_LINE_BYTES + 1
+    bytes (the caller refuses it)."""
+    head = f.peek(1 << 16)[: 1 << 16] if hasattr(f, "peek") else b""
+    if not (b"\r" in head and b"\n" not in head):
+        while raw := f.readline(MAX_LINE_BYTES + 1):
+            yield raw
+        return
+    rest = b""
+    while chunk := f.read(1 << 20):
+        *lines, rest = (rest + chunk).split(b"\r")
+        yield from (line + b"\r" for line in lines)
+        if len(rest) > MAX_LINE_BYTES:
+            yield rest
+            return
+    if rest:
+        yield rest
 
 
 def decode(raw: bytes) -> tuple[str | None, str]:
@@ -182,38 +224,59 @@ def array_task(labels: np.ndarray | None) -> str | None:
     return "classification" if labels is not None and labels.dtype.kind in "biuU" else None
 
 
-def class_labels(values: list[str]) -> tuple[np.ndarray, list[str]]:
-    """String labels -> class ids 0..K-1 (sorted names) and the names."""
-    names = sorted(set(values))
-    index = {name: i for i, name in enumerate(names)}
-    return np.array([index[v] for v in values], dtype=np.int64), names
+def class_labels(values: list) -> tuple[np.ndarray, list[str]]:
+    """Labels -> class ids 0..K-1 and the class names. Numbers are compared as numbers (1 and 1.0
+    are one class, -0 and 0 too; whole numbers are named as integers), words as text, sorted."""
+    numbers = [parse_number(v) for v in values]
+    if values and all(n is not None for n in numbers):
+        keys: list = numbers
+        names = {n: str(int(n)) if n == int(n) else repr(n) for n in set(numbers)}
+    else:
+        keys = [str(v).strip() for v in values]
+        names = {k: k for k in set(keys)}
+    order = sorted(names)
+    index = {key: i for i, key in enumerate(order)}
+    return np.array([index[k] for k in keys], dtype=np.int64), [names[k] for k in order]
+
+
+def label_problem(value) -> str:
+    """What makes one label unusable ('' when it is fine): missing, or a number that is not finite."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return "label is missing"
+    number = parse_number(value)
+    if number is not None and not math.isfinite(number):
+        return f"label {value!r} is not a finite number"
+    return ""
+
+
+def odd_kind_labels(values: list) -> set[int]:
+    """A label column holds numbers or words, not both: the indices of the minority kind (words
+    among numbers, or numbers among words), each a bad record ('1"' beside 0 and 1 is no class)."""
+    numeric = [parse_number(v) is not None or odd_number(v) for v in values]  # odd ones: labels_and_task
+    minority = sum(numeric) * 2 > len(values)  # True: the words are the odd ones out
+    return {i for i, is_number in enumerate(numeric) if is_number != minority}
 
 
 def labels_and_task(values: list, where: str, task: str | None = None) -> tuple[np.ndarray, str, dict]:
     """Labels -> (y, task, notes). Unless `task` is given: numbers with more than 20 distinct
-    values, or any non-integer number, are a regression target; anything else is a class label."""
-    if task == "classification":
-        ids, names = class_labels([str(v) for v in values])
-        return ids, task, {"classes": names}
+    values, or any non-integer number, are a regression target; anything else is a class label.
+    Labels are finite (make_dataset skips or refuses the others)."""
     odd = next((v for v in values if odd_number(v)), None)
     if odd is not None:
         raise UserError(f"{where}: label {odd!r} is not a plain number (write 10, not 1_0)")
-    numbers = []
-    for value in values:
-        number = parse_number(value)
-        if number is None:
-            numbers = None
-            break
-        numbers.append(number)
+    if task == "classification":
+        ids, names = class_labels(values)
+        return ids, task, {"classes": names}
+    numbers = [parse_number(v) for v in values]
+    if any(n is None for n in numbers):
+        numbers = None
     if task == "regression" and numbers is None:
         raise UserError(f"{where}: regression labels must be numbers")
     if numbers is not None:
         y = np.array(numbers, dtype=np.float64)
-        if not np.isfinite(y).all():
-            raise UserError(f"{where}: label {values[int(np.flatnonzero(~np.isfinite(y))[0])]!r} is not finite")
         if np.abs(y).max(initial=0.0) > np.finfo(np.float32).max:
             raise UserError(f"{where}: label {values[int(np.argmax(np.abs(y)))]!r} is too large for float32")
         if task == "regression" or len(set(numbers)) > 20 or not np.all(y == np.round(y)):
             return y.astype(np.float32), "regression", {}
-    ids, names = class_labels([str(v) for v in values])
+    ids, names = class_labels(values)
     return ids, "classification", {"classes": names}

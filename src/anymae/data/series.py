@@ -21,8 +21,9 @@ from anymae.tokens import FLOAT32_MAX, SeriesPatches
 def read_ts(path: Path, bad: BadRecords) -> tuple[list[np.ndarray], list[str] | None, list[str]]:
     """(series (T, dims), labels or None, places) of a `.ts` file: '#' comments, '@' header
     lines up to '@data', then one case per line, dimensions separated by ':', values by ',',
-    the class label last when '@classLabel true'."""
-    has_labels, in_data = False, False
+    the class label last when '@classLabel true' (a case whose label is not among the classes
+    that line declares is a bad record)."""
+    has_labels, in_data, declared = False, False, set()
     series, labels, places = [], [], []
     for number, line in numbered_lines(path, bad):
         text = line.strip()
@@ -32,6 +33,7 @@ def read_ts(path: Path, bad: BadRecords) -> tuple[list[np.ndarray], list[str] | 
             lower = text.lower()
             if lower.startswith("@classlabel"):
                 has_labels = lower.split()[1:2] == ["true"]
+                declared = set(text.split()[2:]) if has_labels else set()
             elif lower.startswith("@data"):
                 in_data = True
             elif not lower.startswith("@"):
@@ -53,6 +55,10 @@ def read_ts(path: Path, bad: BadRecords) -> tuple[list[np.ndarray], list[str] | 
             continue
         if len({len(d) for d in dims}) != 1:
             bad(f"line {number}", "dimensions of different lengths")
+            continue
+        if has_labels and declared and label.strip() not in declared:
+            shown = ", ".join(sorted(declared)[:10])
+            bad(f"line {number}", f"label {label.strip()!r} is not one of the classes of @classLabel ({shown})")
             continue
         series.append(np.array(dims, dtype=np.float64).T)
         if has_labels:

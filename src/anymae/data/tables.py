@@ -122,6 +122,8 @@ def read_csv(path: Path, bad: BadRecords, delimiter: str = ",", header: bool = T
             continue
         rows.append([c.strip() for c in cells])
         places.append(place)
+    if columns is None and bad.count:
+        raise UserError(f"{path}: no readable header line ({bad.summary()})")
     if columns is None:
         raise UserError(f"{path}: the file is empty")
     if not rows and not bad.count:
@@ -139,7 +141,15 @@ def read_parquet(path: Path, bad: BadRecords) -> Table:
         table = pq.read_table(path)
     except Exception as error:  # pyarrow raises several kinds for a damaged file
         raise UserError(f"{path}: not a readable Parquet file ({brief(error)})") from None
+    import pyarrow as pa
+
     columns = table.column_names
+    nested = next((f for f in table.schema if pa.types.is_nested(f.type)), None)
+    if nested is not None:  # a list or struct per cell is no feature value (its text would be one-hot encoded)
+        raise UserError(
+            f"{path}: column '{nested.name}' holds {nested.type} values, not one number or word per cell; "
+            "drop it or spread it over columns of its own"
+        )
     data = [table.column(c).to_pylist() for c in columns]
     rows = [list(cells) for cells in zip(*data)] if columns else []
     if not rows:
@@ -198,11 +208,13 @@ def feature_columns(table: Table, keep: list[int]) -> tuple[list[str], list[np.n
 
 
 def without_line_breaks(table: Table, keep: list[int], bad: BadRecords, importance: list | None):
-    """A feature cell that holds a line break comes from a quoted field running over lines (a stray
-    quote that happened to leave the right number of fields): a bad record, never a category."""
+    """A quoted field may hold line breaks (RFC 4180): in a column of words it is one category like any
+    other. In a column whose other cells are numbers it comes from a stray quote that happened to leave
+    the right number of fields: a bad record."""
+    numeric = {i for i in keep if all(is_missing(c) or as_number(c) is not None or "\n" in c for c in table.values(i))}
     rows = []
     for r, row in enumerate(table.rows):
-        broken = next((i for i in keep if isinstance(row[i], str) and "\n" in row[i]), None)
+        broken = next((i for i in numeric if isinstance(row[i], str) and "\n" in row[i]), None)
         if broken is None:
             rows.append(r)
         else:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from anymae.errors import UserError
+from anymae.tokens import FeatureTokens
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,6 @@ RatioSampler = FixedRatio | UniformRatio
 def uniform_range(spec) -> tuple[float, float]:
     """R²MAE's default range of a modality (methods.md section 1): images U(0.6, 0.9), token
     ids U(0.05, 0.45), feature tokens U(0.1, 0.5); other modalities their fixed default ± 0.15."""
-    from anymae.tokens import FeatureTokens
-
     if spec.grid is not None:
         return 0.6, 0.9
     if spec.discrete:

@@ -21,7 +21,7 @@ import torch
 
 from anymae.config import MaskingConfig, ModelConfig
 from anymae.errors import UserError
-from anymae.masking.ratios import RatioSampler, mask_counts
+from anymae.masking.ratios import RatioSampler, mask_counts, parse_ratio
 from anymae.masking.selectors import (
     block_mask,
     cosine_sigma,
@@ -381,8 +381,6 @@ def uses_cut(config: MaskingConfig) -> bool:
 
 def check_strategy(config: MaskingConfig, model: ModelConfig, spec: ModalitySpec | None = None) -> type[Selector]:
     """The selector class a config names, checked against the model config and (when known) the data."""
-    from anymae.masking.ratios import parse_ratio
-
     if config.strategy not in SELECTORS:
         raise UserError(f"masking.strategy must be one of {', '.join(SELECTORS)}, got {config.strategy!r}")
     selector = SELECTORS[config.strategy]

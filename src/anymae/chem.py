@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -19,6 +20,16 @@ def rdkit():
         raise UserError(f"molecules (SMILES) need RDKit, which is not installed; install it with: {INSTALL}") from None
     RDLogger.DisableLog("rdApp.*")
     return Chem
+
+
+def sdf_molecules(stream) -> Iterator[tuple[str | None, str]]:
+    """(SMILES, name) of each record of an SD file read from a binary stream, one molecule in
+    memory at a time; SMILES None where RDKit cannot read the record."""
+    Chem = rdkit()
+    for mol in Chem.ForwardSDMolSupplier(stream):
+        yield (
+            (None, "") if mol is None else (Chem.MolToSmiles(mol), mol.GetProp("_Name") if mol.HasProp("_Name") else "")
+        )
 
 
 def canonical(smiles: str) -> str | None:
