@@ -28,8 +28,11 @@ def bench_calls() -> list[list[str]]:
             if value.startswith("${") and ":-" in value:  # ${STRATEGIES:-a,b}: the default
                 value = value.partition(":-")[2].removesuffix("}")
             variables["$strategies"] = value
+        if line.startswith("fixed_budget="):
+            variables["$fixed_budget"] = shlex.split(line.partition("=")[2])[0]
     start = next(i for i, line in enumerate(lines) if '"$bin/anymae" bench' in line)
-    shared = shlex.split(" ".join(lines[start : start + 2]).replace("\\", " "))
+    shared = " ".join(lines[start : start + 2]).replace("\\", " ")
+    shared = shlex.split(shared.replace("$fixed_budget", variables["$fixed_budget"]))
     split = shared.index("$@")  # the line's own arguments go there, as in the shell
     before = [w for w in shared[shared.index("bench") + 1 : split] if w != "$out"]
     before = [w for w in before if w != "--out"]

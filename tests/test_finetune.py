@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,8 +31,8 @@ from anymae.data import Dataset, load_dataset
 from anymae.data.dataset import random_splits
 from anymae.errors import UserError
 from anymae.evaluate import embed_layers, pooled_layers, probe_report
-from anymae.finetune import finetune_report, label_subset
-from anymae.fitting import EncoderHead, param_groups
+from anymae.finetune import encoder_task, finetune_encoder, finetune_report, label_subset
+from anymae.fitting import MIN_STEPS_BETWEEN_VALIDATIONS, EncoderHead, budget, param_groups
 from anymae.masking import UniformRatio, parse_ratio
 from anymae.metrics import METRICS
 from anymae.model import MaskedAutoencoder
@@ -441,9 +442,82 @@ def test_every_finetune_setting_is_in_the_help(command, capsys):
     assert all(f"finetune.{f.name}=" in text for f in dataclasses.fields(FinetuneConfig))
 
 
-def test_bench_arms_are_the_selectors_and_two_variants_of_random():
+def test_bench_arms_are_the_selectors_two_variants_of_random_and_sma_with_its_remedies():
     from anymae.masking import SELECTORS
 
-    assert list(bench_module.STRATEGIES) == [*SELECTORS, "r2mae", "attg"]
+    assert list(bench_module.STRATEGIES) == [*SELECTORS, "r2mae", "attg", "sma-remedies"]
     assert all(bench_module.STRATEGIES[name] == {"masking.strategy": name} for name in SELECTORS)
     assert bench_module.STRATEGIES["r2mae"] == {"masking.strategy": "random", "masking.ratio": "uniform"}
+    cell = bench_module.Bench(BenchPlan(["x"], ["sma-remedies"]), Config(), Path("/tmp/unused"), [])
+    config = cell.cell_config(Config(), "sma-remedies", 10, 0).masking
+    assert (config.strategy, config.guide_scores, config.position_debias) == ("sma", "content", True)
+
+
+def test_a_compute_axis_gets_its_plot_and_every_model_its_steps_used(tmp_path):
+    rows = []
+    for seed in range(2):
+        rows.append(
+            {
+                "dataset": "d",
+                "metric": "accuracy",
+                "strategy": "scratch",
+                "seed": seed,
+                "steps": 0,
+                "seconds": 0,
+                "samples_per_s": 0,
+                "ft_0.1": 0.5 + seed / 10,
+                "steps_0.1": "40 (20, validation)",
+            }
+        )
+        for steps, seconds in ((100, 5.0), (300, 15.0)):
+            rows.append(
+                {
+                    "dataset": "d",
+                    "metric": "accuracy",
+                    "strategy": "random",
+                    "seed": seed,
+                    "steps": steps,
+                    "seconds": seconds,
+                    "samples_per_s": 1,
+                    "probe": 0.6,
+                    "knn": 0.5,
+                    "ft_0.1": 0.7,
+                    "steps_0.1": f"{60 + 40 * seed} (40, {'cap' if seed else 'validation'})",
+                }
+            )
+    assert "compute.png" in [p.name for p in bench_module.plots(rows, tmp_path)]
+    table = markdown(rows)
+    assert (
+        "- Fine-tuning steps used at 0.1 of the labels: random 100 80, random 300 80, scratch 40; "
+        "2 of 6 runs ended by the cap." in table
+    )
+
+
+def test_the_budget_is_by_epochs_validated_every_epoch_or_every_20_steps():
+    epochs = FinetuneConfig(epochs=100, max_steps=100000, batch_size=32, evals=0)
+    assert budget(3200, epochs) == (32, 100 * 100, 100)  # 100 steps an epoch: validated after each
+    assert budget(64, epochs) == (32, 200, MIN_STEPS_BETWEEN_VALIDATIONS)  # 2 steps an epoch: every 20
+    assert budget(10, epochs) == (10, 100, 20)  # the batch is never larger than the subset
+    assert budget(3200, dataclasses.replace(epochs, max_steps=500)) == (32, 500, 100)  # the guard caps it
+    # evals > 0: that many passes spread over the cap (the published bench's fixed budget)
+    assert budget(3200, FinetuneConfig(epochs=30, max_steps=100, evals=5)) == (32, 100, 20)
+    assert budget(64, FinetuneConfig(epochs=30, max_steps=100, evals=5)) == (32, 60, 12)
+
+
+def fit_run(lr: float, **budget_settings) -> dict:
+    dataset = image_dataset()
+    train = label_subset(dataset.splits["train"], dataset.labels, 1.0, 0, True)
+    task = encoder_task(dataset, {"train": train, "val": dataset.splits["val"], "test": dataset.splits["test"]})
+    config = FinetuneConfig(batch_size=16, lr=(lr,), **budget_settings)
+    result, _ = finetune_encoder(tiny_encoder(dataset), dataset, TINY_MODEL, task, config, seed=0)
+    return result
+
+
+def test_validation_ends_a_run_that_stops_improving_and_the_cap_one_that_does_not():
+    # an lr too small to change any prediction: no validation pass is better than step 0's
+    frozen = fit_run(1e-12, epochs=1000, patience=3)
+    assert frozen["stopped"] == "validation"
+    assert frozen["steps_run"] == 3 * MIN_STEPS_BETWEEN_VALIDATIONS and frozen["best_step"] == 0
+    # patience longer than the cap: the cap ends it, at exactly epochs x steps per epoch (80 / 16 = 5)
+    capped = fit_run(1e-3, epochs=4, patience=1000)
+    assert capped["stopped"] == "cap" and capped["steps_run"] == 4 * 5

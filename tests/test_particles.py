@@ -3,12 +3,14 @@ and a handful of generated jets (slow; needs pythia8mc)."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
 from anymae.cli import main
 from anymae.config import DataConfig
-from anymae.data import BUILTINS, load_dataset
+from anymae.data import BUILTINS, load_dataset, particles
 from anymae.data.particles import jet_coordinates
 
 
@@ -56,3 +58,39 @@ def test_pythia_generates_higgs_like_events_with_missing_jets_as_missing_tokens(
     dataset = load_dataset(DataConfig(name="higgs-like"))
     assert dataset.spec.max_tokens == 23
     assert np.array_equal(dataset.tokens.valid, np.isfinite(arrays["x"]))
+
+
+def test_generation_goes_on_from_the_chunks_a_killed_run_left(tmp_path, monkeypatch):
+    """Chunks are kept as they finish: a rerun after a crash generates only the rest, a larger run
+    reuses a smaller one's chunks, and the result equals one uninterrupted run."""
+    calls: list[tuple[int, int, int]] = []
+
+    def fake(label: int, n: int, seed: int) -> list[np.ndarray]:
+        calls.append((label, n, seed))
+        if len(calls) == 3 and crash:
+            raise KeyboardInterrupt
+        return [np.full(23, seed * 100 + i, dtype=np.float32) for i in range(n)]
+
+    monkeypatch.setattr(particles, "pythia8", lambda: None)
+    monkeypatch.setitem(particles.GENERATORS, "higgs-like", (fake, *particles.GENERATORS["higgs-like"][1:]))
+    monkeypatch.setattr(particles, "CHUNK", 2)
+    out = tmp_path / "higgs-like.npz"
+    crash = True
+    with pytest.raises(KeyboardInterrupt):
+        particles.prepare("higgs-like", 8, out=out)  # 2 chunks of 2 per class
+    assert not out.exists() and len(calls) == 3
+    crash = False
+    calls.clear()
+    particles.prepare("higgs-like", 8, out=out)
+    assert calls == [(1, 2, 15001), (1, 2, 15002)]  # the two chunks finished before the crash were kept
+    resumed = np.load(out)["x"]
+    calls.clear()
+    particles.prepare("higgs-like", 12, out=out)
+    assert calls == [(0, 2, 10003), (1, 2, 15003)]  # only the chunks a smaller run did not make
+    grown = np.load(out)
+    assert grown["y"].tolist() == [0] * 6 + [1] * 6
+    assert np.array_equal(grown["x"][[0, 1, 2, 3, 6, 7, 8, 9]], resumed)
+    shutil.rmtree(tmp_path / "higgs-like-seed1.chunks")
+    calls.clear()
+    particles.prepare("higgs-like", 8, out=out)  # from nothing: the same samples
+    assert len(calls) == 4 and np.array_equal(np.load(out)["x"], resumed)

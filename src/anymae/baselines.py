@@ -167,7 +167,7 @@ class SmallCNN(nn.Module):
 
 
 def small_cnn(dataset: Dataset, task: Task, config: FinetuneConfig, seed: int) -> dict:
-    """The CNN trained like the fine-tuned encoder (same steps, lr choice and early stopping)."""
+    """The CNN trained like the fine-tuned encoder (same budget, lr choice and early stopping)."""
     spec = dataset.spec
     images = torch.from_numpy(spec.to_images(dataset.tokens.inputs)).permute(0, 3, 1, 2).contiguous()
     cnn_task = Task(lambda index: images[index], task.labels, task.metric, task.splits)
@@ -178,4 +178,5 @@ def small_cnn(dataset: Dataset, task: Task, config: FinetuneConfig, seed: int) -
         return net, [{"params": list(net.parameters()), "weight_decay": 0.05}]
 
     result, _ = fit_recipes(build, cnn_task, config, seed)
-    return {"val": result["val"], "test": result["test"], "choice": f"lr={result['lr']:g}, step {result['best_step']}"}
+    steps = {key: result[key] for key in ("best_step", "steps_run", "stopped")}
+    return {"val": result["val"], "test": result["test"], "choice": f"lr={result['lr']:g}", **steps}

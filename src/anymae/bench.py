@@ -35,8 +35,13 @@ from anymae.metrics import METRICS, metric_named
 from anymae.model import MaskedAutoencoder
 from anymae.train import load_model, pretrain
 
-# Arms that are not a selector of their own: random masks with R²MAE's ratios, or with AttG's loss weights.
-VARIANTS = {"r2mae": {"masking.ratio": "uniform"}, "attg": {"masking.loss_weighting": "attention-guided"}}
+# Arms that are not a selector of their own: random masks with R²MAE's ratios, or with AttG's loss weights;
+# SMA with both remedies for its position bias (docs/methods.md).
+VARIANTS = {
+    "r2mae": {"masking.ratio": "uniform"},
+    "attg": {"masking.loss_weighting": "attention-guided"},
+    "sma-remedies": {"masking.strategy": "sma", "masking.guide_scores": "content", "masking.position_debias": "true"},
+}
 # What each arm sets (every selector is one; everything else is the shared config).
 STRATEGIES: dict[str, dict[str, str]] = {name: {"masking.strategy": name} for name in SELECTORS} | {
     name: {"masking.strategy": "random", **settings} for name, settings in VARIANTS.items()
@@ -90,6 +95,14 @@ def config_hash(values: dict) -> str:
 
 def fraction_column(fraction: float) -> str:
     return f"ft_{fraction:g}"
+
+
+def fit_columns(fraction: float, result: dict) -> dict:
+    """The test score at a label fraction and, for a trained model, the steps it ran and its best step."""
+    columns = {fraction_column(fraction): result["test"]}
+    if "steps_run" in result:
+        columns[f"steps_{fraction:g}"] = f"{result['steps_run']} ({result['best_step']}, {result['stopped']})"
+    return columns
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -213,7 +226,7 @@ class Bench:
         for fraction in self.finetune.labels:
             task = self.task(dataset, fraction, seed)
             result, _ = finetune_encoder(model, dataset, cell.model, task, self.finetune, seed)
-            row[fraction_column(fraction)] = result["test"]
+            row.update(fit_columns(fraction, result))
         self.record(row)
 
     def references(self, config: Config, dataset: Dataset, seed: int) -> None:
@@ -237,7 +250,7 @@ class Bench:
                     result, _ = finetune_encoder(None, dataset, config.model, task, self.finetune, seed)
                 else:
                     result = run_baseline(name, dataset, task, self.finetune, seed)
-                row[fraction_column(fraction)] = result["test"]
+                row.update(fit_columns(fraction, result))
             self.record(row)
 
     def row(self, dataset: Dataset, strategy: str, seed: int, digest: str, steps: int, seconds: float, rate: float):
@@ -342,8 +355,26 @@ def markdown(rows: list[dict]) -> str:
             rate = np.mean([float(r["samples_per_s"]) for r in rs])
             timing = f"{seconds:.0f} | {rate:.0f}" if steps else "- | -"
             lines.append(f"| {strategy} | {steps or '-'} | {len(rs)} | {timing} | " + " | ".join(cells_text) + " |")
-        lines += ["", *verdicts(summary, higher), ""]
+        lines += ["", *steps_used(cells), *verdicts(summary, higher), ""]
     return "\n".join(lines)
+
+
+def steps_used(cells: dict[tuple[str, int], list[dict]]) -> list[str]:
+    """Per label fraction, the fine-tuning steps each trained model ran (mean over seeds), and how many
+    runs the cap ended (validation should end them all)."""
+    columns = sorted({k for rs in cells.values() for r in rs for k in r if k.startswith("steps_")})
+    lines = []
+    for column in columns:
+        used, capped, runs = [], 0, 0
+        for (strategy, steps), rs in cells.items():
+            ran = [r[column] for r in rs if r.get(column)]  # "steps (best step, what ended it)"
+            if ran:
+                used.append(f"{strategy}{f' {steps}' if steps else ''} {np.mean([int(v.split()[0]) for v in ran]):.0f}")
+                capped += sum(v.endswith("cap)") for v in ran)
+                runs += len(ran)
+        ended = f"; {capped} of {runs} runs ended by the cap" if capped else "; validation ended every run"
+        lines.append(f"- Fine-tuning steps used at {column[6:]} of the labels: {', '.join(used)}{ended}.")
+    return lines
 
 
 def compare(a: tuple[float, float], b: tuple[float, float], higher: bool) -> str:
@@ -451,7 +482,55 @@ def plots(rows: list[dict], out: Path) -> list[Path]:
         ax.legend(fontsize=7)
     fig.tight_layout()
     written.append(save(fig, out / "steps.png"))
+    if any(len(self_steps(cells)) > 1 for cells in data.values()):
+        written.append(compute_plot(data, out / "compute.png"))
     return written
+
+
+def compute_plot(data: dict[str, dict[tuple[str, int], list[dict]]], path: Path) -> Path:
+    """Per dataset (columns) and label fraction (rows): the fine-tuned score against pretraining seconds
+    (log axis), one line per strategy with its spread; scratch and the best baseline as bands."""
+    import matplotlib.pyplot as plt
+
+    fractions = sorted(
+        {c for cells in data.values() for rs in cells.values() for r in rs for c in r if c.startswith("ft_")},
+        key=lambda c: float(c[3:]),
+    )
+    fig, axes = plt.subplots(len(fractions), len(data), figsize=(4.5 * len(data), 3.5 * len(fractions)), squeeze=False)
+    for col, (dataset, cells) in enumerate(data.items()):
+        metric = next(iter(cells.values()))[0]["metric"]
+        higher = METRICS[metric].higher_is_better
+        for row, column in enumerate(fractions):
+            ax = axes[row][col]
+            references = {
+                k[0]: mean_std(values_of(rs, column)) for k, rs in cells.items() if not k[1] and values_of(rs, column)
+            }
+            baselines = {name: m for name, m in references.items() if name != REFERENCE}
+            bands = [(REFERENCE, references.get(REFERENCE), "grey")]
+            if baselines:
+                best = (max if higher else min)(baselines, key=lambda name: baselines[name][0])
+                bands.append((f"best baseline ({best})", baselines[best], "tab:orange"))
+            for label, stats, color in bands:
+                if stats is not None:
+                    ax.axhspan(stats[0] - stats[1], stats[0] + stats[1], color=color, alpha=0.25, label=label)
+            for strategy in dict.fromkeys(k[0] for k in cells if k[1]):
+                keys = sorted(
+                    (k for k in cells if k[0] == strategy and values_of(cells[k], column)), key=lambda k: k[1]
+                )
+                if not keys:
+                    continue
+                seconds = [np.mean([float(r["seconds"]) for r in cells[k]]) for k in keys]
+                stats = [mean_std(values_of(cells[k], column)) for k in keys]
+                ax.errorbar(
+                    seconds, [s[0] for s in stats], yerr=[s[1] for s in stats], marker="o", capsize=3, label=strategy
+                )
+            ax.set_xscale("log")
+            ax.set_xlabel("pretraining seconds (2 CPU cores)")
+            ax.set_ylabel(f"{metric}, fine-tuned")
+            ax.set_title(f"{dataset}: {float(column[3:]):.0%} of the labels", fontsize=9)
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    return save(fig, path)
 
 
 def self_steps(cells: dict) -> list[int]:

@@ -31,8 +31,15 @@ FILENAME = "checkpoint.safetensors"
 PREVIOUS = "checkpoint.prev.safetensors"
 FORMAT = "anymae-checkpoint-3"
 # Format 2 (before the guide layer became a Block) is read with its guide keys renamed; format 1 is refused.
-GUIDE_KEYS_2 = {"norm_q": "block.norm", "norm_kv": "block.norm_memory", "q": "block.q", "kv": "block.kv",
-                "proj": "block.proj", "norm_mlp": "block.norm_mlp", "mlp": "block.mlp"}
+GUIDE_KEYS_2 = {
+    "norm_q": "block.norm",
+    "norm_kv": "block.norm_memory",
+    "q": "block.q",
+    "kv": "block.kv",
+    "proj": "block.proj",
+    "norm_mlp": "block.norm_mlp",
+    "mlp": "block.mlp",
+}
 SKIP_CHECKSUM = "ANYMAE_SKIP_CHECKSUM"  # environment variable: "1" skips the SHA-256 check on load
 ADAMW_STATE = ("exp_avg", "exp_avg_sq", "step")  # what torch's AdamW keeps per parameter (no amsgrad)
 RNG_BYTES = torch.Generator().get_state().numel()  # a CPU generator's state (Mersenne Twister)

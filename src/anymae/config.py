@@ -129,15 +129,17 @@ class ProbeConfig:
 class FinetuneConfig:
     labels: tuple[float, ...] = (0.01, 0.1, 1.0)  # fractions of the training labels
     seeds: int = 3
-    epochs: int = 30  # passes over the labelled subset, capped by max_steps
-    max_steps: int = 200
+    # The budget is by epochs with early stopping: validation (after every epoch, or every
+    # MIN_STEPS_BETWEEN_VALIDATIONS steps on tiny subsets) ends a run, the cap is a guard.
+    epochs: int = 100  # at most this many passes over the labelled subset
+    max_steps: int = 100000  # and at most this many steps
     batch_size: int = 32
     lr: tuple[float, ...] = (1e-3,)  # several: each is run and validation picks one (the recipe)
     layer_decay: float = 0.75  # lr of layer l = lr * layer_decay ** (top - l)
     weight_decay: float = 0.05
-    warmup: float = 0.1  # fraction of the steps with linear warm-up, then cosine to 0
-    evals: int = 10  # validation passes per run (evenly spaced), besides the one at step 0
-    patience: int = 5  # stop after this many passes without a better validation score
+    warmup: float = 0.02  # fraction of the cap with linear warm-up, then cosine to 0 at the cap
+    evals: int = 0  # validation passes spread evenly over the cap; 0: after every epoch (see above)
+    patience: int = 5  # stop after this many validation passes without a better score
     max_val: int = 1000  # validation examples used for selection (subsampled with a fixed seed)
     head_init: Literal["probe", "random"] = "probe"  # probe: the head starts as a linear probe (LP-FT)
     threads: int = 0  # torch CPU threads; 0 = torch's default
@@ -422,8 +424,9 @@ def validate(config: Config) -> Config:
     at_least(config, "probe.max_train probe.max_eval probe.knn_k probe.batch_size", 1)
     f = config.finetune
     require(bool(f.labels) and all(0 < x <= 1 for x in f.labels), "finetune.labels", "fractions in (0, 1]", f.labels)
-    at_least(config, "finetune.seeds finetune.epochs finetune.max_steps finetune.batch_size finetune.evals", 1)
+    at_least(config, "finetune.seeds finetune.epochs finetune.max_steps finetune.batch_size", 1)
     at_least(config, "finetune.patience finetune.max_val", 1)
+    at_least(config, "finetune.evals", 0)
     require(bool(f.lr) and all(x > 0 for x in f.lr), "finetune.lr", "learning rates > 0", f.lr)
     require(0 < f.layer_decay <= 1, "finetune.layer_decay", "in (0, 1] (1 = one lr for all layers)", f.layer_decay)
     require(f.weight_decay >= 0, "finetune.weight_decay", ">= 0", f.weight_decay)

@@ -167,4 +167,16 @@ def format_finetune(report: dict) -> str:
     for fraction, entry in fractions.items():
         cells = "".join(cell(entry[n]) for n in names)
         lines.append(f"{fraction + ' (' + str(entry['n_labels']) + ')':<16}{cells}")
+    lines.append("steps used (mean over seeds; the best step chosen on validation, in brackets):")
+    for fraction, entry in fractions.items():
+        trained = {n: entry[n]["runs"] for n in names if "steps_run" in entry[n]["runs"][0]}
+        used = ", ".join(f"{n} {steps_used(runs)}" for n, runs in trained.items())
+        lines.append(f"  {fraction}: {used}")
     return "\n".join(lines)
+
+
+def steps_used(runs: list[dict]) -> str:
+    """Mean steps run and best step, and how many runs the cap (not validation) ended."""
+    ran, best = np.mean([r["steps_run"] for r in runs]), np.mean([r["best_step"] for r in runs])
+    capped = sum(r["stopped"] == "cap" for r in runs)
+    return f"{ran:.0f} ({best:.0f})" + (f", {capped} of {len(runs)} ended by the cap" if capped else "")

