@@ -309,7 +309,8 @@ def test_bench_writes_results_and_never_reruns_a_finished_cell(image_file, tmp_p
     run_bench(plan, Config(), out, overrides)
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert [r["strategy"] for r in rows] == ["scratch", "raw linear", "cnn", "random", "r2mae"]  # references first
-    assert all(r["ft_0.5"] for r in rows) and rows[3]["probe_layer"].startswith("layer")
+    assert all(r["ft_0.5"] and r["val_0.5"] for r in rows) and rows[3]["probe_layer"].startswith("layer")
+    assert rows[2]["steps_0.5"] and not rows[1]["steps_0.5"]  # the CNN's steps; the linear model has none
     assert rows[3]["config_hash"] != rows[4]["config_hash"] and rows[3]["steps"] == "4"
     assert (out / "results.md").exists() and (out / "scores.png").exists() and (out / "label_fraction.png").exists()
     table = [line.split("|")[1].strip() for line in (out / "results.md").read_text().splitlines() if line[:2] == "| "]

@@ -98,8 +98,9 @@ def fraction_column(fraction: float) -> str:
 
 
 def fit_columns(fraction: float, result: dict) -> dict:
-    """The test score at a label fraction and, for a trained model, the steps it ran and its best step."""
-    columns = {fraction_column(fraction): result["test"]}
+    """The test score at a label fraction, the validation score (what a recipe is chosen on) and, for a
+    trained model, the steps it ran and its best step."""
+    columns = {fraction_column(fraction): result["test"], f"val_{fraction:g}": result["val"]}
     if "steps_run" in result:
         columns[f"steps_{fraction:g}"] = f"{result['steps_run']} ({result['best_step']}, {result['stopped']})"
     return columns
