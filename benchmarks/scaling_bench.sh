@@ -11,10 +11,11 @@
 set -euo pipefail
 out=${1:-benchmarks/results/scaling-bench}
 bin=${BIN:-.venv/bin}
-for name in fashion-mnist higgs-like-20k quark-gluon-20k qm9 solubility uniprot-20k amp; do
-  "$bin/anymae" data install "$name" >/dev/null  # what this machine lacks (skipped when ready)
-done
 scale() {  # informed with refresh_every=4 (its costly cut reused for 4 draws); probes on 2,000 examples
+  local data=$2  # the arguments start with --data NAME or --data CORPUS:TASK
+  for name in ${data//:/ }; do
+    "$bin/anymae" data install "$name" >/dev/null  # what this machine lacks (skipped when ready)
+  done
   "$bin/anymae" bench --seeds 3 --out "$out" masking.refresh_every=4 probe.max_train=2000 "$@"
 }
 image=(--data fashion-mnist --config configs/image-sma.yaml --labels 0.01,0.1 train.batch_size=64)

@@ -492,6 +492,7 @@ def test_a_compute_axis_gets_its_plot_and_every_model_its_steps_used(tmp_path):
         "- Fine-tuning steps used at 0.1 of the labels: random 100 80, random 300 80, scratch 40; "
         "2 of 6 runs ended by the cap." in table
     )
+    assert "  - random: beats scratch from 100 steps (ran 100, 300 steps)." in table  # 0.70 ± 0 vs 0.55 ± 0.05
 
 
 def test_the_budget_is_by_epochs_validated_every_epoch_or_every_20_steps():

@@ -356,7 +356,8 @@ def markdown(rows: list[dict]) -> str:
             rate = np.mean([float(r["samples_per_s"]) for r in rs])
             timing = f"{seconds:.0f} | {rate:.0f}" if steps else "- | -"
             lines.append(f"| {strategy} | {steps or '-'} | {len(rs)} | {timing} | " + " | ".join(cells_text) + " |")
-        lines += ["", *steps_used(cells), *verdicts(summary, higher), ""]
+        judged = compute_verdicts(summary, higher) if len(self_steps(cells)) > 1 else verdicts(summary, higher)
+        lines += ["", *steps_used(cells), *judged, ""]
     return "\n".join(lines)
 
 
@@ -412,6 +413,47 @@ def verdicts(summary: dict[tuple[str, int], dict[str, tuple[float, float]]], hig
             parts.append(f"sma {compare(sma, random, higher)} random")
         if parts:
             lines.append(f"- {float(column[3:]):.0%} of the labels: " + "; ".join(parts) + ".")
+    return lines
+
+
+def compute_verdicts(summary: dict[tuple[str, int], dict[str, tuple[float, float]]], higher: bool) -> list[str]:
+    """With several pretraining budgets, per fine-tuning fraction: the smallest budget at which each
+    strategy beats scratch and the best baseline beyond the spread (or that it never does), and each
+    strategy's advantage over random masks (positive: better) at every budget."""
+    sign = 1 if higher else -1
+    lines = []
+    columns = [c for c in dict.fromkeys(c for s in summary.values() for c in s) if c.startswith("ft_")]
+    for column in columns:
+        scored = {key: s[column] for key, s in summary.items() if column in s}
+        references = {key[0]: m for key, m in scored.items() if not key[1]}
+        baselines = {name: m for name, m in references.items() if name != REFERENCE}
+        against = {REFERENCE: references[REFERENCE]} if REFERENCE in references else {}
+        if baselines:
+            best = max(baselines, key=lambda name: sign * baselines[name][0])
+            against[f"the best baseline ({best}, {baselines[best][0]:.4f})"] = baselines[best]
+        budgets = sorted({key[1] for key in scored if key[1]})
+        lines.append(f"- {float(column[3:]):.0%} of the labels:")
+        for strategy in dict.fromkeys(key[0] for key in scored if key[1]):
+            ran = [b for b in budgets if (strategy, b) in scored]
+            wins = [
+                b for b in ran if all(compare(scored[(strategy, b)], m, higher) == "beats" for m in against.values())
+            ]
+            verdict = (
+                f"beats {' and '.join(against)} from {wins[0]} steps"
+                if wins
+                else f"never beats {' and '.join(against)}"
+            )
+            verdict += f" (ran {', '.join(map(str, ran))} steps)"
+            if strategy != "random":
+                gaps = [
+                    f"{sign * (scored[(strategy, b)][0] - scored[('random', b)][0]):+.4f} "
+                    f"({compare(scored[(strategy, b)], scored[('random', b)], higher)}) at {b}"
+                    for b in ran
+                    if ("random", b) in scored
+                ]
+                if gaps:
+                    verdict += "; against random: " + ", ".join(gaps)
+            lines.append(f"  - {strategy}: {verdict}.")
     return lines
 
 
