@@ -31,7 +31,14 @@ from anymae.data import Dataset, load_dataset
 from anymae.data.dataset import random_splits
 from anymae.errors import UserError
 from anymae.evaluate import embed_layers, pooled_layers, probe_report
-from anymae.finetune import encoder_task, finetune_encoder, finetune_report, label_subset
+from anymae.finetune import (
+    encoder_task,
+    finetune_encoder,
+    finetune_report,
+    format_finetune,
+    label_subset,
+    selection_splits,
+)
 from anymae.fitting import MIN_STEPS_BETWEEN_VALIDATIONS, EncoderHead, budget, param_groups
 from anymae.masking import UniformRatio, parse_ratio
 from anymae.metrics import METRICS
@@ -417,22 +424,44 @@ def test_regression_is_fine_tuned_and_scored_by_rmse():
     assert entry["raw linear"]["mean"] < spread  # brightness is linear in the pixels: better than the mean
 
 
-def test_a_setting_added_after_the_published_bench_keeps_cell_hashes_at_its_default(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "section, key, other",
+    [("masking", "refresh_every", 4), ("data", "id", "name"), ("finetune", "max_test", 100)],
+)
+def test_a_setting_added_after_the_published_bench_keeps_cell_hashes_at_its_default(
+    tmp_path, monkeypatch, section, key, other
+):
     bench = bench_module.Bench(BenchPlan(["digits"], ["informed"]), Config(), tmp_path, [])
     at_default = bench.digest(Config())
     original = Config.to_dict
 
-    def before_the_setting(self):  # the config as the published bench wrote it, without refresh_every
+    def before_the_setting(self):  # the config as the published bench wrote it, without the setting
         values = original(self)
-        values["masking"].pop("refresh_every")
+        values[section].pop(key)
         return values
 
     monkeypatch.setattr(Config, "to_dict", before_the_setting)
     assert bench.digest(Config()) == at_default
     monkeypatch.setattr(Config, "to_dict", original)
     changed = Config()
-    changed.masking.refresh_every = 4
+    setattr(getattr(changed, section), key, other)
     assert bench.digest(changed) != at_default
+
+
+def test_validation_and_test_are_capped_by_fixed_subsamples_and_the_report_says_so(capsys):
+    dataset = image_dataset()
+    assert (len(dataset.splits["val"]), len(dataset.splits["test"])) == (40, 40)
+    capped = dataclasses.replace(TINY_FT, labels=(1.0,), seeds=1, max_val=25, max_test=30)
+    fixed = selection_splits(dataset, capped)
+    assert {part: len(index) for part, index in fixed.items()} == {"val": 25, "test": 30}
+    assert set(fixed["test"]) <= set(dataset.splits["test"]) and (np.diff(fixed["test"]) > 0).all()
+    np.testing.assert_array_equal(selection_splits(dataset, capped)["test"], fixed["test"])  # fixed seed
+    assert len(selection_splits(dataset, TINY_FT)["test"]) == 40  # under the default cap: all of it
+    report = finetune_report(tiny_encoder(dataset), dataset, capped, baselines=False)
+    assert report["sizes"] == {"train": 80, "val": 25, "test": 30}
+    assert "(30 examples; chosen on 25 validation examples)" in format_finetune(report)
+    err = capsys.readouterr().err
+    assert re.search(r"fine-tuning on toy: 2 fits in [0-9.]+ s \(", err), err  # pretrained and scratch
 
 
 @pytest.mark.parametrize("command", ["finetune", "bench"])

@@ -565,7 +565,9 @@ def test_probe_prints_its_table_before_a_failed_write_of_probe_json(base_run, tm
     assert main(["probe", "--checkpoint", str(run), "--json"]) == 2
     captured = capsys.readouterr()
     assert json.loads(captured.out)["pretrained"]["linear"]["test"] >= 0
-    one_line(captured.err, f"could not write {run / 'probe.json'}")
+    progress, error = captured.err.splitlines(keepends=True)  # the probe's progress, then what went wrong
+    assert progress.startswith("probe on digits: ") and "samples embedded" in progress
+    one_line(error, f"could not write {run / 'probe.json'}")
     assert "the report above is complete" in captured.err
 
 

@@ -338,24 +338,177 @@ def test_json_lines_are_read_by_their_sample_field_with_bad_records_counted(tmp_
     assert memory.spec.name == "protein" and memory.notes["skipped"] == 3 and memory.ids == ["line 1", "line 4"]
     prepare(DataConfig(name=str(source), on_bad_record="skip"), tmp_path / "store", workers=1)
     assert_same(memory, load_dataset(DataConfig(name=str(tmp_path / "store"))))
-    with pytest.raises(UserError, match="JSON Lines and SD files are read unlabelled"):
-        load_dataset(DataConfig(name=str(source), label="id"))
 
 
-def test_sd_files_stream_molecules_with_unreadable_records_counted(tmp_path):
+BROKEN_MOLECULE = "broken\n  RDKit\n\n  1  0  0  0  0  0  0  0  0  0999 V2000\nM  END\n$$$$\n"
+
+
+def write_sdf(path: Path, molecules: list[tuple], broken_at: int | None = 1) -> Path:
+    """An SD file of (name, SMILES, {property: value}) records, with one RDKit cannot read inserted at `broken_at`."""
     from rdkit import Chem
 
     blocks = []
-    for name, smiles in (("ethanol", "CCO"), ("phenol", "c1ccccc1O"), ("acid", "CC(=O)O")):
+    for name, smiles, properties in molecules:
         mol = Chem.MolFromSmiles(smiles)
         mol.SetProp("_Name", name)
-        blocks.append(Chem.MolToMolBlock(mol) + "$$$$\n")
-    blocks.insert(1, "broken\n  RDKit\n\n  1  0  0  0  0  0  0  0  0  0999 V2000\nM  END\n$$$$\n")
-    source = tmp_path / "m.sdf"
-    source.write_text("".join(blocks))
+        fields = "".join(f">  <{key}>\n{value}\n\n" for key, value in properties.items())
+        blocks.append(Chem.MolToMolBlock(mol) + "\n" + fields + "$$$$\n")
+    if broken_at is not None:
+        blocks.insert(broken_at, BROKEN_MOLECULE)
+    path.write_text("".join(blocks))
+    return path
+
+
+def test_sd_files_stream_molecules_with_unreadable_records_counted(tmp_path):
+    molecules = [("ethanol", "CCO", {}), ("phenol", "c1ccccc1O", {}), ("acid", "CC(=O)O", {})]
+    source = write_sdf(tmp_path / "m.sdf", molecules)
     with pytest.raises(UserError, match=r"m.sdf, record 2: RDKit cannot read this molecule"):
         load_dataset(DataConfig(name=str(source)))
     memory = load_dataset(DataConfig(name=str(source), on_bad_record="skip"))
     assert memory.spec.name == "smiles" and memory.ids == ["ethanol", "phenol", "acid"] and memory.notes["skipped"] == 1
     prepare(DataConfig(name=str(source), on_bad_record="skip"), tmp_path / "store", workers=1)
     assert_same(memory, load_dataset(DataConfig(name=str(tmp_path / "store"))))
+
+
+MOLECULES = [
+    ("ethanol", "CCO", {"logp": "-0.31", "kind": "alcohol"}),
+    ("phenol", "c1ccccc1O", {"logp": "1.46", "kind": "alcohol"}),
+    ("acid", "CC(=O)O", {"kind": "acid"}),  # no logp
+    ("benzene", "c1ccccc1", {"logp": "2.13", "kind": "arene"}),
+    ("propanol", "CCCO", {"logp": "0.25", "kind": "alcohol"}),
+    ("toluene", "Cc1ccccc1", {"logp": "2.73", "kind": "arene"}),
+]
+
+
+def test_sd_properties_are_columns_and_label_reads_one(tmp_path, capsys):
+    source = write_sdf(tmp_path / "m.sdf", MOLECULES)  # record 2 unreadable; acid is record 4
+    logp = load_dataset(DataConfig(name=str(source), label="logp", on_bad_record="skip"))
+    assert logp.task == "regression" and logp.notes["skipped_at"] == ["record 2", "record 4"]
+    assert logp.ids == ["ethanol", "phenol", "benzene", "propanol", "toluene"]
+    np.testing.assert_allclose(logp.labels, [-0.31, 1.46, 2.13, 0.25, 2.73], rtol=1e-6)
+    kinds = load_dataset(DataConfig(name=str(source), label="KIND", on_bad_record="skip"))  # as for a CSV's columns
+    assert kinds.task == "classification" and kinds.notes["classes"] == ["acid", "alcohol", "arene"]
+    assert kinds.notes["skipped"] == 1 and list(kinds.labels) == [1, 1, 0, 2, 1, 2]
+    unlabelled = load_dataset(DataConfig(name=str(source), on_bad_record="skip"))
+    np.testing.assert_array_equal(kinds.tokens.inputs, unlabelled.tokens.inputs)  # the same molecules, read alike
+    prepare(DataConfig(name=str(source), label="logp", on_bad_record="skip"), tmp_path / "store", workers=1)
+    assert_same(logp, load_dataset(DataConfig(name=str(tmp_path / "store"))))
+    capsys.readouterr()
+    readable = write_sdf(tmp_path / "r.sdf", MOLECULES, broken_at=None)
+    argv = ["pretrain", "--data", str(readable), "--label", "logp", "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "r.sdf, record 3: label 'logp' is missing" in err
+    assert main([*argv[:3], "--label", "mass", *argv[5:]]) == 2
+    assert "no column 'mass' (--label); columns: smiles, logp, kind" in capsys.readouterr().err
+    assert main([*argv, "--column", "kind"]) == 2
+    assert "--column (data.column) names the sample column of a CSV / TSV / Parquet table" in capsys.readouterr().err
+
+
+def write_records(path: Path) -> Path:
+    records = [
+        '{"name": "a", "body": "a first review of it", "stars": 5}',
+        '{"name": "b", "body": "then a second one", "stars": 1}',
+        "{not json",
+        '{"name": "c", "body": "the third says more", "stars": 4}',
+        '{"name": "d", "body": "no stars given"}',
+        '{"name": "e", "body": 17, "stars": 2}',
+        '{"name": "f", "body": "the last of them", "stars": 2}',
+        "",
+    ]
+    path.write_text("\n".join(records))
+    return path
+
+
+def test_json_lines_take_a_label_field_and_a_sample_field_named_by_column(tmp_path, capsys):
+    source = write_records(tmp_path / "r.jsonl")
+    config = DataConfig(name=str(source), column="body", label="stars", on_bad_record="skip")
+    labelled = load_dataset(config)
+    assert labelled.spec.name == "text" and labelled.notes["skipped_at"] == ["line 3", "line 6", "line 5"]
+    assert labelled.ids == ["line 1", "line 2", "line 4", "line 7"] and labelled.task == "classification"
+    assert labelled.notes["classes"] == ["1", "2", "4", "5"] and list(labelled.labels) == [3, 0, 2, 1]
+    unlabelled = load_dataset(DataConfig(name=str(source), column="body", on_bad_record="skip"))
+    assert unlabelled.notes["skipped_at"] == ["line 3", "line 6"] and len(unlabelled) == 5
+    prepare(config, tmp_path / "store", workers=1)
+    assert_same(labelled, load_dataset(DataConfig(name=str(tmp_path / "store"))))
+    with pytest.raises(UserError, match=r"r.jsonl, line 1: no field 'text' \(--column\); fields: name, body, stars"):
+        load_dataset(DataConfig(name=str(source), column="text"))
+    capsys.readouterr()
+    argv = ["pretrain", "--data", str(source), "--column", "body", "--label", "stars", "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "r.jsonl, line 3: not a JSON object (use --on-bad-record skip" in err
+
+
+def test_labelled_shards_count_every_files_bad_records(tmp_path):
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    lines = write_records(tmp_path / "r.jsonl").read_text().splitlines()
+    (shards / "1.jsonl").write_text("\n".join(lines[:3]) + "\n")
+    (shards / "2.jsonl").write_text("\n".join(lines[3:]) + "\n")
+    one = load_dataset(DataConfig(name=str(shards), column="body", label="stars", on_bad_record="skip"))
+    assert one.notes["skipped_at"] == ["1.jsonl, line 3", "2.jsonl, line 3", "2.jsonl, line 2"]  # read, then labels
+    assert one.ids == ["1.jsonl, line 1", "1.jsonl, line 2", "2.jsonl, line 1", "2.jsonl, line 4"]
+    table = DATA / "amp_head.csv"
+    rows = table.read_text().splitlines()
+    (shards / "1.jsonl").unlink()
+    (shards / "2.jsonl").unlink()
+    (shards / "1.csv").write_text("\n".join(rows[:6]) + "\n")
+    (shards / "2.csv").write_text("\n".join([rows[0], rows[6], "too,many,fields,here", *rows[7:]]) + "\n")
+    csv = load_dataset(DataConfig(name=str(shards), label="label", on_bad_record="skip"))
+    assert csv.notes["skipped_at"] == ["2.csv, line 3"] and len(csv) == len(rows) - 1  # less the header
+
+
+def test_column_names_the_sample_column_of_a_table(tmp_path):
+    source = tmp_path / "t.csv"
+    source.write_text("title,abstract,y\n" + "".join(f"paper {i},words on topic {i % 3},{i % 2}\n" for i in range(20)))
+    with pytest.raises(UserError, match="no column named text or sentence or review for text; columns: title"):
+        load_dataset(DataConfig(name=str(source), modality="text", label="y"))
+    chosen = load_dataset(DataConfig(name=str(source), column="abstract", label="y"))
+    assert chosen.spec.name == "text" and len(chosen) == 20
+    assert chosen.spec.to_text(chosen.tokens.inputs[0], chosen.tokens.valid[0]) == "words on topic 0"
+    with pytest.raises(UserError, match=r"no column 'summary' \(--column\); columns: title, abstract, y"):
+        load_dataset(DataConfig(name=str(source), column="summary"))
+    with pytest.raises(UserError, match="data.column .--column. names a column of string samples; tabular reads"):
+        load_dataset(DataConfig(name=str(source), column="abstract", modality="tabular"))
+    with pytest.raises(UserError, match="--column .data.column. names the sample column"):
+        load_dataset(DataConfig(name=str(DATA / "uniprot_head.fasta"), column="x"))
+
+
+def test_embed_ids_come_from_the_id_column(tmp_path, capsys):
+    source = tmp_path / "t.csv"
+    rows = [f"m{i},{'CCO' if i % 2 else 'c1ccccc1'}{'C' * (i % 5)},{i % 2}" for i in range(30)]
+    source.write_text("compound,smiles,y\n" + "\n".join(rows) + "\n")
+    config = tiny(str(source), 2)
+    config.data.label = "y"
+    pretrain(config, tmp_path / "run")
+    out = tmp_path / "f.npy"
+    argv = ["embed", "--checkpoint", str(tmp_path / "run"), "--split", "test", "--out", str(out)]
+    assert main(argv) == 0
+    test = load_dataset(DataConfig(name=str(source), label="y")).splits["test"]
+    assert (tmp_path / "f.ids.txt").read_text().splitlines() == [f"line {i + 2}" for i in test]
+    features = np.load(out)
+    assert main([*argv, "--id", "compound"]) == 0
+    assert (tmp_path / "f.ids.txt").read_text().splitlines() == [f"m{i}" for i in test]
+    np.testing.assert_array_equal(np.load(out), features)  # the same rows, named by the column
+    capsys.readouterr()
+    assert main([*argv, "--id", "name"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "t.csv: no column 'name' (--id); columns: compound, smiles, y" in err
+    assert main([*argv, "--data", str(DATA / "uniprot_head.fasta"), "--id", "compound"]) == 2
+    assert "--id (data.id) names a column of a CSV / TSV / Parquet table" in capsys.readouterr().err
+
+
+def test_an_id_column_is_no_feature_and_a_store_keeps_it(tmp_path):
+    source = write_table(tmp_path / "t.csv")
+    named = tmp_path / "named.csv"
+    lines = source.read_text().splitlines()
+    named.write_text("\n".join([f"key,{lines[0]}", *(f"k{i},{line}" for i, line in enumerate(lines[1:]))]) + "\n")
+    plain = load_dataset(DataConfig(name=str(source), label="y"))
+    keyed = load_dataset(DataConfig(name=str(named), label="y", id="key"))
+    assert keyed.spec == plain.spec and keyed.ids == [f"k{i}" for i in range(len(lines) - 1)]
+    np.testing.assert_array_equal(keyed.tokens.inputs, plain.tokens.inputs)
+    prepare(DataConfig(name=str(named), label="y", id="key"), tmp_path / "store", workers=1)
+    assert_same(keyed, load_dataset(DataConfig(name=str(tmp_path / "store"))))
+    with pytest.raises(UserError, match=r"was prepared with data.id='key', not 'other'"):
+        load_dataset(DataConfig(name=str(tmp_path / "store"), id="other"))

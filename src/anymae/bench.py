@@ -83,6 +83,9 @@ NEWER_DEFAULTS = {
     ("data", "layer"): "",
     ("data", "normalise"): "none",
     ("probe", "max_eval"): 50000,
+    ("data", "column"): "",
+    ("data", "id"): "",
+    ("finetune", "max_test"): 50000,
 }
 # Settings that do not change what is learned (config.NOT_LEARNED) but that the published bench hashed, at
 # these defaults: hashed at them whatever they are set to, for the same reason.
@@ -199,7 +202,6 @@ class Bench:
         """What a cell learns and how it is scored: the config less the seed (a column of its own) and
         the settings that do not change what is learned; the fine-tuning settings after the rest."""
         values = config.to_dict()
-        finetune = values.pop("finetune")
         values["train"].pop("seed")
         for key in NOT_LEARNED:
             section, _, name = key.partition(".")
@@ -209,6 +211,7 @@ class Bench:
         for (section, key), default in NEWER_DEFAULTS.items():
             if values[section].get(key, default) == default:
                 values[section].pop(key, None)
+        finetune = values.pop("finetune")
         return config_hash([values, finetune, *parts])
 
     def cell(self, config: Config, corpus: Dataset, dataset: Dataset, strategy: str, steps: int, seed: int) -> None:

@@ -22,14 +22,17 @@ def rdkit():
     return Chem
 
 
-def sdf_molecules(stream) -> Iterator[tuple[str | None, str]]:
-    """(SMILES, name) of each record of an SD file read from a binary stream, one molecule in
-    memory at a time; SMILES None where RDKit cannot read the record."""
+def sdf_molecules(stream, properties: bool = False) -> Iterator[tuple[str | None, str, dict[str, str]]]:
+    """(SMILES, name, SD properties when asked) of each record of an SD file read from a binary
+    stream, one molecule in memory at a time; SMILES None where RDKit cannot read the record."""
     Chem = rdkit()
     for mol in Chem.ForwardSDMolSupplier(stream):
-        yield (
-            (None, "") if mol is None else (Chem.MolToSmiles(mol), mol.GetProp("_Name") if mol.HasProp("_Name") else "")
-        )
+        if mol is None:
+            yield None, "", {}
+            continue
+        name = mol.GetProp("_Name") if mol.HasProp("_Name") else ""
+        values = {key: mol.GetProp(key) for key in mol.GetPropNames()} if properties else {}
+        yield Chem.MolToSmiles(mol), name, values
 
 
 def canonical(smiles: str) -> str | None:

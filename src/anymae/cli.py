@@ -58,10 +58,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         "masking.loss_weighting": args.loss_weighting,
         "train.steps": args.steps,
         "train.seed": args.seed,
-        "data.modality": args.modality,
-        "data.label": args.label,
-        "data.on_bad_record": args.on_bad_record,
-        "data.layer": args.layer,
+        **{f"data.{key}": getattr(args, key) for key in DATA_FLAGS},
     }
     for key, value in flags.items():
         if value is not None:
@@ -136,14 +133,23 @@ def run_dataset(args: argparse.Namespace, config):
 
     if args.data:
         set_value(config, "data.name", args.data, "command line")
-    for key in ("modality", "label", "on_bad_record", "layer"):
-        if getattr(args, key, None) is not None:
-            set_value(config, f"data.{key}", getattr(args, key), "command line")
+    set_data_flags(args, config)
     return load_dataset(config.data)
 
 
+DATA_FLAGS = ("modality", "label", "column", "id", "layer", "on_bad_record")  # add_data_flags' settings
+
+
+def set_data_flags(args: argparse.Namespace, config) -> None:
+    from anymae.config import set_value
+
+    for key in DATA_FLAGS:
+        if getattr(args, key, None) is not None:
+            set_value(config, f"data.{key}", getattr(args, key), "command line")
+
+
 def add_data_flags(p: argparse.ArgumentParser) -> None:
-    """--modality, --label, --on-bad-record: how a user's file is read."""
+    """--modality, --label, --column, --id, --layer, --on-bad-record: how a user's file is read."""
     from anymae.config import DataConfig, choices
 
     modalities = [m for m in choices(DataConfig, "modality") if m]
@@ -151,7 +157,20 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--label",
         metavar="COL",
-        help="label column of a table (CSV / Parquet) or obs column (.h5ad); default: unlabelled",
+        help="label column of a table (CSV / Parquet), field of a JSON Lines file, SD property (.sdf) or obs "
+        "column (.h5ad); default: unlabelled",
+    )
+    p.add_argument(
+        "--column",
+        metavar="COL",
+        help="column of a table, or field of a JSON Lines file, that holds the samples (text, sequences, SMILES); "
+        "default: the one named smiles, text, sentence, review, sequence or seq",
+    )
+    p.add_argument(
+        "--id",
+        metavar="COL",
+        help="column of a table (CSV / Parquet) whose values name the samples (embed's OUT.ids.txt), not a "
+        "feature; default: the line or row number",
     )
     p.add_argument(
         "--layer", metavar="NAME", help="matrix of an .h5ad file: a name in its layers, or raw (raw.X); default: X"
@@ -382,9 +401,7 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
     config = Config()
     set_value(config, "data.name", args.source, "command line")
-    for key in ("modality", "label", "on_bad_record"):
-        if getattr(args, key) is not None:
-            set_value(config, f"data.{key}", getattr(args, key), "command line")
+    set_data_flags(args, config)
     apply_overrides(config, args.overrides)
     if any(not key.startswith("data.") for key, _ in (o.split("=", 1) for o in args.overrides)):
         raise UserError("data prepare takes data settings only (data.max_tokens=512, data.patch=4, ...)")
@@ -564,7 +581,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         required=True,
         help="output .npy file (rows follow the dataset's order), written in chunks; OUT.ids.txt beside it holds "
-        "each row's id (FASTA header, line or row number, image file name)",
+        "each row's id (FASTA header, line or row number, molecule name, image file name; --id COL: a table's "
+        "column)",
     )
     add_data_flags(p)
     p.set_defaults(func=cmd_embed)

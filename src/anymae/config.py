@@ -48,6 +48,8 @@ class DataConfig:
     max_tokens: int = 256  # longest sequence kept (longer ones are truncated)
     modality: Modality = ""  # users' files; "" = inferred from the file
     label: str = ""  # users' tables: the label column ("" = unlabelled)
+    column: str = ""  # users' tables and JSON Lines: the column (field) of string samples ("" = by its name)
+    id: str = ""  # users' tables: the column that names each sample (embed's ids file); not a feature
     on_bad_record: Literal["fail", "skip"] = "fail"  # skipped records are counted and reported
     importance: str = ""  # per-token maps for masking.map_source=given: a column / .npz key, or a .npy file
     kmer: int = 1  # DNA: bases per token (non-overlapping k-mers, 1..6)
@@ -141,6 +143,7 @@ class FinetuneConfig:
     evals: int = 0  # validation passes spread evenly over the cap; 0: after every epoch (see above)
     patience: int = 5  # stop after this many validation passes without a better score
     max_val: int = 1000  # validation examples used for selection (subsampled with a fixed seed)
+    max_test: int = 50000  # test examples scored (subsampled with a fixed seed)
     head_init: Literal["probe", "random"] = "probe"  # probe: the head starts as a linear probe (LP-FT)
     threads: int = 0  # torch CPU threads; 0 = torch's default
 
@@ -425,7 +428,7 @@ def validate(config: Config) -> Config:
     f = config.finetune
     require(bool(f.labels) and all(0 < x <= 1 for x in f.labels), "finetune.labels", "fractions in (0, 1]", f.labels)
     at_least(config, "finetune.seeds finetune.epochs finetune.max_steps finetune.batch_size", 1)
-    at_least(config, "finetune.patience finetune.max_val", 1)
+    at_least(config, "finetune.patience finetune.max_val finetune.max_test", 1)
     at_least(config, "finetune.evals", 0)
     require(bool(f.lr) and all(x > 0 for x in f.lr), "finetune.lr", "learning rates > 0", f.lr)
     require(0 < f.layer_decay <= 1, "finetune.layer_decay", "in (0, 1] (1 = one lr for all layers)", f.layer_decay)

@@ -109,15 +109,18 @@ def pooled_layers(model: MaskedAutoencoder, batch) -> list[torch.Tensor]:
 
 @torch.no_grad()
 def embed_layers(
-    model: MaskedAutoencoder, dataset: Dataset, index: np.ndarray, batch_size: int = 512
+    model: MaskedAutoencoder, dataset: Dataset, index: np.ndarray, batch_size: int = 512, counter: Counter | None = None
 ) -> list[np.ndarray]:
-    """Pooled features of every encoder layer: a list of depth arrays (len(index), D)."""
+    """Pooled features of every encoder layer: a list of depth arrays (len(index), D); each batch
+    counted by `counter` when given."""
     model.eval()
     parts: list[list[np.ndarray]] = [[] for _ in range(model.config.depth)]
     for start in range(0, len(index), batch_size):
         batch = dataset.tokens.batch(index[start : start + batch_size], dataset.spec.discrete)
         for layer, pooled in enumerate(pooled_layers(model, batch)):
             parts[layer].append(pooled.float().numpy())
+        if counter is not None:
+            counter.update(len(index[start : start + batch_size]))
     empty = np.zeros((0, model.config.dim), dtype=np.float32)
     return [finite(np.concatenate(p)) if p else empty for p in parts]
 
@@ -237,9 +240,15 @@ def probe_report(model: MaskedAutoencoder, dataset: Dataset, config: ProbeConfig
         "metric": metric.name,
         "sizes": {name: int(len(index)) for name, index in splits.items()},
     }
+    total = len(encoders) * sum(len(index) for index in splits.values())
+    counter = Counter(f"probe on {dataset.name}", "samples embedded", total)
     for name, encoder in encoders.items():
-        layers = {split: embed_layers(encoder, dataset, index, config.batch_size) for split, index in splits.items()}
+        counter.doing(f"{name} encoder")
+        layers = {
+            split: embed_layers(encoder, dataset, index, config.batch_size, counter) for split, index in splits.items()
+        }
         report[name] = evaluate_layers(metric, layers, labels, config.knn_k)
+    counter.close()
     raw = {
         split: dataset.spec.raw_features(TokenArrays(dataset.tokens.inputs[index], dataset.tokens.valid[index]))
         for split, index in splits.items()

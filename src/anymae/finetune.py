@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import sys
 from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from anymae.baselines import baseline_names, run_baseline
 from anymae.config import FinetuneConfig, ModelConfig
@@ -25,6 +23,7 @@ from anymae.errors import UserError
 from anymae.fitting import EncoderHead, Task, fit_recipes, n_outputs, param_groups, probe_head
 from anymae.metrics import metric_named
 from anymae.model import MaskedAutoencoder
+from anymae.progress import Counter
 
 
 def label_subset(train: np.ndarray, labels: np.ndarray, fraction: float, seed: int, classify: bool) -> np.ndarray:
@@ -80,14 +79,17 @@ def finetune_encoder(
 
 
 def selection_splits(dataset: Dataset, config: FinetuneConfig) -> dict[str, np.ndarray]:
-    """val subsampled to max_val (fixed seed) and test; train is drawn per fraction and seed."""
+    """val and test subsampled to max_val and max_test (fixed seed); train is drawn per fraction and seed."""
     if dataset.labels is None or dataset.task == "none":
         raise UserError(f"dataset '{dataset.name}' has no labels to fine-tune on")
     metric_named(dataset.metric, dataset.name, "fine-tuning")
-    val = dataset.splits["val"]
-    if len(val) > config.max_val:
-        val = np.sort(np.random.default_rng(0).choice(val, config.max_val, replace=False))
-    return {"val": val, "test": dataset.splits["test"]}
+    fixed = {}
+    for part, cap in (("val", config.max_val), ("test", config.max_test)):
+        index = dataset.splits[part]
+        if len(index) > cap:
+            index = np.sort(np.random.default_rng(0).choice(index, cap, replace=False))
+        fixed[part] = index
+    return fixed
 
 
 def summary(values: list[float]) -> dict:
@@ -109,7 +111,7 @@ def finetune_report(
     names = baseline_names(dataset) if baselines else []
     models = ["pretrained", "scratch", *names]
     total = len(config.labels) * config.seeds * len(models)
-    bar = tqdm(total=total, unit="fit", dynamic_ncols=True, disable=not sys.stderr.isatty())
+    fits = Counter(f"fine-tuning on {dataset.name}", "fits", total)
     report: dict = {
         "dataset": dataset.name,
         "task": dataset.task,
@@ -130,7 +132,7 @@ def finetune_report(
             n_labels = len(train)
             task = encoder_task(dataset, {"train": train, **fixed})
             for name in models:
-                bar.set_description(f"{fraction:g} labels, seed {seed}, {name}")
+                fits.doing(f"{fraction:g} labels, seed {seed}, {name}")
                 if name in ("pretrained", "scratch"):
                     result, net = finetune_encoder(
                         model if name == "pretrained" else None, dataset, model.config, task, config, seed
@@ -140,12 +142,12 @@ def finetune_report(
                 else:
                     result = run_baseline(name, dataset, task, config, seed)
                 runs[name].append({"seed": seed, **result})
-                bar.update(1)
+                fits.update(1)
         entry: dict = {"n_labels": int(n_labels)}
         for name, results in runs.items():
             entry[name] = {**summary([r["test"] for r in results]), "runs": results}
         report["fractions"][f"{fraction:g}"] = entry
-    bar.close()
+    fits.close()
     return report
 
 

@@ -17,7 +17,7 @@ import os
 import shutil
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,17 @@ from anymae import chem
 from anymae.config import DataConfig
 from anymae.data.catalog import BUILTINS, load_builtin
 from anymae.data.dataset import MIN_TOKENS, Cuts, Dataset, random_splits, too_few
-from anymae.data.files import COLUMNS, FASTA, TEXT, check_modality, kind, load_file, load_table
+from anymae.data.files import (
+    COLUMNS,
+    FASTA,
+    TABLES,
+    TEXT,
+    check_modality,
+    column_modality,
+    kind,
+    load_file,
+    load_table,
+)
 from anymae.data.records import BadRecords, numbered_lines, open_binary, streaming
 from anymae.data.sequences import fasta_records, guess_alphabet, read_fasta, string_spec, token_length
 from anymae.data.store import META, StoreWriter, is_store, open_store, pad, ragged_ok, token_dtype
@@ -38,6 +48,7 @@ from anymae.tokens import DnaSequence, ModalitySpec, TokenArrays
 CHUNK = 8192  # samples checked, tokenised and written at a time
 JSONL = (".jsonl", ".ndjson")
 SDF = (".sdf", ".sd")
+RECORDS = (*JSONL, *SDF)  # records of named fields: read as a table when labelled
 STREAMED = (*FASTA, *TEXT, ".smi", *JSONL, *SDF)  # read record by record
 SHARDS = (*STREAMED, ".csv", ".tsv")  # what a folder or glob of shards may hold
 
@@ -58,6 +69,7 @@ def load_dataset(config: DataConfig) -> Dataset:
 def read_dataset(config: DataConfig) -> Dataset:
     """The dataset a name or path gives, before the checks of settings that fit one kind of data."""
     if config.name in BUILTINS:
+        check_columns(config, None)
         modality = BUILTINS[config.name].modality
         if config.modality and config.modality != modality:
             raise UserError(f"dataset '{config.name}' is {modality} data, not --modality {config.modality}")
@@ -66,16 +78,13 @@ def read_dataset(config: DataConfig) -> Dataset:
     if is_store(path):
         return open_store(path, config)
     shards = shard_files(config.name)
-    if kind(path) in (*JSONL, *SDF) and path.is_file():  # no reader of the whole file: streamed into memory
+    if kind(path) in RECORDS and path.is_file():  # no reader of the whole file: read as one shard
         shards = [path]
+    check_columns(config, path if shards is None else shards[0])
     if shards is not None:
         if streamable(shards, config):
             writer = MemoryWriter()
             return writer.dataset(stream_strings(shards, config, writer.start, config.name))
-        if kind(shards[0]) in (*JSONL, *SDF):
-            raise UserError(
-                f"{config.name}: JSON Lines and SD files are read unlabelled; --label and data.importance need a CSV"
-            )
         return load_shards(shards, config)
     if path.exists():
         return load_file(path, config)
@@ -112,18 +121,68 @@ def shard_files(name: str) -> list[Path] | None:
     return files
 
 
+def check_columns(config: DataConfig, first: Path | None) -> None:
+    """data.column and data.id name columns: refused for inputs without them (`first`: the file read)."""
+    found = "" if first is None else kind(first)
+    if config.column and found not in (*TABLES, *JSONL):
+        raise UserError(
+            f"{config.name}: --column (data.column) names the sample column of a CSV / TSV / Parquet table or "
+            "the sample field of a JSON Lines file; this input has none"
+        )
+    if config.id and found not in TABLES:
+        raise UserError(
+            f"{config.name}: --id (data.id) names a column of a CSV / TSV / Parquet table; other inputs keep "
+            "their own ids (FASTA header, line or record number, molecule name, image file name)"
+        )
+
+
 def load_shards(files: list[Path], config: DataConfig) -> Dataset:
-    """CSV / TSV shards (and labelled string shards), read whole as one table with the same columns."""
+    """CSV / TSV shards read whole as one table with the same columns; labelled JSON Lines and SD
+    files as one table of their records' fields (record_table). Bad records are counted over all."""
+    many = len(files) > 1
+    bad = BadRecords(config.name if many else files[0], config.on_bad_record)
+    if kind(files[0]) in RECORDS:
+        field = json_field(files[0], config.column)[1] if kind(files[0]) in JSONL else "smiles"
+        config = replace(config, modality=string_modality(files, config), column=field)
+        table, names = record_table(files, config, bad)
+        return load_table(files[0], config, bad, table, ids=names)
+    if kind(files[0]) not in TABLES:
+        raise UserError(
+            f"{config.name}: FASTA and one-sample-a-line shards have no columns; --label and data.importance "
+            "need a table, a JSON Lines or an SD file"
+        )
     columns, rows, places = None, [], []
     for path in files:
-        table = read_table(path, BadRecords(path, config.on_bad_record))
+        own = BadRecords(path, config.on_bad_record)
+        table = read_table(path, own)
         if columns is not None and table.columns != columns:
             raise UserError(f"{path}: columns {', '.join(table.columns)} differ from {files[0]}'s {', '.join(columns)}")
         columns = table.columns
+        where = f"{path.name}, " if many else ""
         rows += table.rows
-        places += [f"{path.name}, {p}" for p in table.places]
-    bad = BadRecords(config.name, config.on_bad_record)
+        places += [where + p for p in table.places]
+        bad.take(own, where)
     return load_table(files[0], config, bad, Table(files[0], columns, rows, places))
+
+
+def record_table(files: list[Path], config: DataConfig, bad: BadRecords) -> tuple[Table, dict[str, str]]:
+    """JSON Lines or SD files read whole as one table, and each row's id: a JSON record's fields, or
+    `smiles` and an SD record's properties, are the columns (in the order first seen; a field a
+    record lacks is missing). Ids: the molecule's name, else the place (with the file, for shards)."""
+    many = len(files) > 1
+    columns: dict[str, None] = {"smiles": None} if kind(files[0]) in SDF else {}
+    records, places, names = [], [], {}
+    for path in files:
+        own = BadRecords(path, config.on_bad_record)
+        where = f"{path.name}, " if many else ""
+        for _, record, place, name in field_records(path, own, config.column, properties=True):
+            columns.update(dict.fromkeys(record))
+            records.append(record)
+            places.append(where + place)
+            names[where + place] = where + name if name == place else name
+        bad.take(own, where)
+    rows = [[json_cell(record.get(column)) for column in columns] for record in records]
+    return Table(files[0], list(columns), rows, places), names
 
 
 # ---------------------------------------------------------------- strings, record by record
@@ -145,67 +204,101 @@ def string_modality(files: list[Path], config: DataConfig) -> str:
         return "smiles"
     if kind(first) in JSONL:
         check_modality(first, config.modality, ("text", "protein", "dna", "smiles"))
-        return config.modality or json_field(first)[0]
+        return config.modality or json_field(first, config.column)[0]
     check_modality(first, config.modality, ("text", "protein", "dna", "smiles"))
     return config.modality or "text"
 
 
-def string_records(path: Path, spec: ModalitySpec, bad: BadRecords) -> Iterator[tuple[str, str, str]]:
-    """(sample, place, id) of each record of a FASTA or one-sample-a-line file, as read."""
+def string_records(path: Path, spec: ModalitySpec, bad: BadRecords, column: str = "") -> Iterator[tuple[str, str, str]]:
+    """(sample, place, id) of each record of a FASTA, one-sample-a-line, SD or JSON Lines file
+    (`column`: its sample field, data.column), as read."""
     if kind(path) in FASTA:
         for name, sequence, place in fasta_records(path, bad, spec):  # type: ignore[arg-type]
             yield sequence, place, name
         return
-    if kind(path) in SDF:
-        with open_binary(path) as stream:
-            for number, (smiles, name) in enumerate(chem.sdf_molecules(stream), 1):
-                if smiles is None:
-                    bad(f"record {number}", "RDKit cannot read this molecule")
-                else:
-                    yield smiles, f"record {number}", name or f"record {number}"
+    if kind(path) in RECORDS:
+        for sample, _, place, name in field_records(path, bad, column):
+            yield sample, place, name
         return
     smi, seen = kind(path) == ".smi", False
-    field = json_field(path)[1] if kind(path) in JSONL else ""
     for number, line in numbered_lines(path, bad):
         if line.strip():
             seen = True
-            sample = json_sample(line, field, f"line {number}", bad) if field else line.split()[0] if smi else line
-            if sample is not None:
-                yield sample, f"line {number}", f"line {number}"
+            yield line.split()[0] if smi else line, f"line {number}", f"line {number}"
     if not seen and not bad.count:
         raise UserError(f"{path}: the file is empty (expected one sample per line)")
 
 
-def json_field(path: Path) -> tuple[str, str]:
-    """(modality, field) of a JSON Lines file, from its first record's field named smiles, text
-    (sentence, review) or sequence (seq), as for a table's columns."""
-    names = ", ".join(c for m in ("smiles", "text", "protein") for c in COLUMNS[m])
-    for number, line in numbered_lines(path, BadRecords(path, "skip")):
+def field_records(path: Path, bad: BadRecords, column: str = "", properties: bool = False) -> Iterator[tuple]:
+    """(sample, fields, place, id) of each readable record of an SD file (the SMILES; `smiles` and the
+    SD properties when asked; id: the molecule's name) or a JSON Lines file (the string in the field
+    json_field picks; the object; id: the place). Any other record is a bad record."""
+    if kind(path) in SDF:
+        with open_binary(path) as stream:
+            for number, (smiles, name, values) in enumerate(chem.sdf_molecules(stream, properties), 1):
+                place = f"record {number}"
+                if smiles is None:
+                    bad(place, "RDKit cannot read this molecule")
+                    continue
+                own = {key: value for key, value in values.items() if key.lower() != "smiles"}  # the molecule is
+                yield smiles, {"smiles": smiles, **own}, place, name or place
+        return
+    field = json_field(path, column)[1]
+    for number, line in numbered_lines(path, bad):
         if line.strip():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                break
-            if isinstance(record, dict):
-                for modality in ("smiles", "text", "protein"):
-                    found = next((k for k in record if k.lower() in COLUMNS[modality]), None)
-                    if found is not None:
-                        return modality, found
-            raise UserError(f"{path}, line {number}: no field named {names} (the field read as samples)")
-    raise UserError(f"{path}: the first record is not a JSON object (JSON Lines: one object a line)")
+            place = f"line {number}"
+            record = json_object(line)
+            if record is None:
+                bad(place, "not a JSON object")
+                continue
+            value = record.get(field)
+            if not isinstance(value, str) or not value.strip():
+                bad(place, f"field '{field}' is missing, empty or not a string")
+                continue
+            yield value, record, place, place
 
 
-def json_sample(line: str, field: str, place: str, bad: BadRecords) -> str | None:
-    """The field of one JSON Lines record, or None (a bad record) when it is not there or not a string."""
+def json_object(line: str) -> dict | None:
     try:
-        value = json.loads(line).get(field)
-    except (ValueError, AttributeError):
-        bad(place, "not a JSON object")
+        record = json.loads(line)
+    except ValueError:
         return None
-    if not isinstance(value, str) or not value.strip():
-        bad(place, f"field '{field}' is missing, empty or not a string")
-        return None
-    return value
+    return record if isinstance(record, dict) else None
+
+
+def json_field(path: Path, column: str = "") -> tuple[str, str]:
+    """(modality, field) of a JSON Lines file, from its first object: the field `column` (data.column;
+    its modality by its name, else text), else its field named smiles, text (sentence, review) or
+    sequence (seq), as for a table's columns."""
+    names = ", ".join(c for m in ("smiles", "text", "protein") for c in COLUMNS[m])
+    seen = False
+    for number, line in numbered_lines(path, BadRecords(path, "skip")):
+        seen = seen or bool(line.strip())
+        record = json_object(line) if line.strip() else None
+        if record is None:
+            continue  # reported as a bad record when read
+        if column:
+            found = next((k for k in record if k == column), None) or next(
+                (k for k in record if k.lower() == column.lower()), None
+            )
+            if found is None:
+                raise UserError(f"{path}, line {number}: no field '{column}' (--column); fields: {', '.join(record)}")
+            return column_modality(found) or "text", found
+        for modality in ("smiles", "text", "protein"):
+            found = next((k for k in record if k.lower() in COLUMNS[modality]), None)
+            if found is not None:
+                return modality, found
+        raise UserError(
+            f"{path}, line {number}: no field named {names} (the field read as samples; name another with --column)"
+        )
+    if not seen:
+        raise UserError(f"{path}: the file is empty (JSON Lines: one object a line)")
+    raise UserError(f"{path}: no line is a JSON object (JSON Lines: one object a line)")
+
+
+def json_cell(value) -> object:
+    """A JSON value as a table cell: text, numbers and null as they are, lists and objects as JSON text."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
 
 
 def check_chunk(spec: ModalitySpec, samples: list[str], keep_samples: bool) -> tuple:
@@ -230,13 +323,17 @@ def check_chunk(spec: ModalitySpec, samples: list[str], keep_samples: bool) -> t
     return [k for k, ok in zip(kept, usable) if ok], sorted(problems), flat, counts[usable], full, samples_kept
 
 
-def chunks(files: list[Path], bads: list[BadRecords], spec: ModalitySpec, size: int) -> Iterator[tuple]:
-    """(samples, places, ids, each record's BadRecords) in chunks of `size` over every file, in order."""
+def chunks(
+    files: list[Path], bads: list[BadRecords], spec: ModalitySpec, size: int, column: str = ""
+) -> Iterator[tuple]:
+    """(samples, places, ids, each record's BadRecords) in chunks of `size` over every file, in order;
+    a record named by its place is named by its file too when there are several."""
     part: tuple[list, list, list, list] = ([], [], [], [])
     for path, bad in zip(files, bads):
-        for sample, place, name in string_records(path, spec, bad):
-            for column, value in zip(part, (sample, place, name, bad)):
-                column.append(value)
+        for sample, place, name in string_records(path, spec, bad, column):
+            name = f"{path.name}, {name}" if name == place and len(files) > 1 else name
+            for values, value in zip(part, (sample, place, name, bad)):
+                values.append(value)
             if len(part[0]) == size:
                 yield part
                 part = ([], [], [], [])
@@ -275,7 +372,7 @@ def stream_strings(
     cuts, read = Cuts(spec.max_tokens), Counter(f"reading {name}", "records")
     with streaming():
         for (raw, places, ids, bad), result in checked_chunks(
-            chunks(files, bads, spec, chunk), spec, keep_samples, workers
+            chunks(files, bads, spec, chunk, config.column), spec, keep_samples, workers
         ):
             kept, problems, flat, lengths, full, kept_samples = result
             for position, problem in problems:

@@ -148,43 +148,90 @@ def load_lines(path: Path, config: DataConfig, bad: BadRecords) -> Dataset:
     return strings_dataset(modality, samples, places, bad, config, importance=maps, **about(path))
 
 
+def column_modality(name: str) -> str | None:
+    """The string modality a column's name says it holds (smiles, text / sentence / review, sequence / seq)."""
+    return next((m for m in ("smiles", "text", "protein") if name.lower() in COLUMNS[m]), None)
+
+
+def table_modality(path: Path, table: Table, config: DataConfig) -> tuple[str, str | None]:
+    """(modality, the column of string samples or None): data.column, else the first column named as
+    in COLUMNS; tabular when there is none. A sequence column of A C G T N only is dna."""
+    modality, name = config.modality, None
+    if config.column:
+        if modality in ("tabular", "series"):
+            raise UserError(
+                f"{path}: data.column (--column) names a column of string samples; {modality} reads every column"
+            )
+        name = table.columns[table.column(config.column, "--column")]
+        modality = modality or column_modality(name) or "text"
+    elif not modality:
+        modality = next((m for m in ("smiles", "text", "protein") if table.find(*COLUMNS[m])), "tabular")
+    if modality in COLUMNS and name is None:
+        name = table.find(*COLUMNS[modality])
+    if modality == "protein" and not config.modality:
+        modality = guess_alphabet([str(s) for s in table.values(table.column(name, "sequence"))])
+    return modality, name
+
+
+def without_column(table: Table, name: str, purpose: str) -> tuple[Table, list]:
+    """The table less one column, and that column's cells."""
+    at = table.column(name, purpose)
+    rows = [row[:at] + row[at + 1 :] for row in table.rows]
+    return Table(table.path, table.columns[:at] + table.columns[at + 1 :], rows, table.places), table.values(at)
+
+
 def load_table(
-    path: Path, config: DataConfig, bad: BadRecords, table: Table | None = None, maps=None, task: str | None = None
+    path: Path,
+    config: DataConfig,
+    bad: BadRecords,
+    table: Table | None = None,
+    maps=None,
+    task: str | None = None,
+    ids: dict[str, str] | None = None,
 ) -> Dataset:
+    """A table's samples: string samples from one column, one series per row, or every column a
+    feature. `ids` (place -> id), or the column data.id, names the samples (default: their places)."""
     check_modality(path, config.modality, (*STRING_MODALITIES, "tabular", "series"))
     table = table or read_table(path, bad)
+    if config.id:  # names the samples, and is no feature
+        table, cells = without_column(table, config.id, "--id")
+        ids = {place: "" if cell is None else str(cell) for place, cell in zip(table.places, cells)}
     map_column = ""
     if maps is None:
         maps, map_column = maps_from_column(table, config, bad)
         if maps is not None:
             table = drop_bad_maps(table, maps, map_column, bad)
-    modality = config.modality
-    if not modality:
-        found = next((m for m in ("smiles", "text", "protein") if table.find(*COLUMNS[m])), None)
-        modality = found or "tabular"
-        if modality == "protein":
-            column = table.column(table.find(*COLUMNS["protein"]), "sequence")
-            modality = guess_alphabet([str(s) for s in table.values(column)])
+    modality, name = table_modality(path, table, config)
     if maps is None:
         maps = maps_from_file(config, path, bad, len(table.rows))
     if modality == "tabular":
         drop = (map_column,) if map_column else ()
-        return tabular_dataset(
+        dataset = tabular_dataset(
             table, bad, config, label=config.label, drop=drop, importance=maps, task=task, **about(path)
         )
-    if modality == "series":
+    elif modality == "series":
         if maps is not None:
             raise UserError(f"{path}: data.importance is not supported for series read from a table")
         series, labels, places = table_series(table, bad, config.label)
-        return series_dataset(series, places, bad, config, labels=labels, **about(path))
-    name = table.find(*COLUMNS[modality])
+        dataset = series_dataset(series, places, bad, config, labels=labels, **about(path))
+    else:
+        dataset = table_strings(path, table, config, bad, modality, name, maps, map_column)
+    if ids is not None:
+        dataset.ids = [ids[place] for place in dataset.ids]
+    return dataset
+
+
+def table_strings(
+    path: Path, table: Table, config: DataConfig, bad: BadRecords, modality: str, name: str | None, maps, map_column
+) -> Dataset:
+    """String samples from the column `name` (None: the one column besides the label and the maps)."""
     if name is None:
         ignored = {config.label.lower(), map_column.lower()}
         others = [c for c in table.columns if c.lower() not in ignored]
         if len(others) != 1:
             raise UserError(
                 f"{path}: no column named {' or '.join(COLUMNS[modality])} for {modality}; "
-                f"columns: {', '.join(table.columns)}"
+                f"columns: {', '.join(table.columns)} (name one with --column)"
             )
         name = others[0]
     column = table.column(name, modality)

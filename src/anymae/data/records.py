@@ -41,6 +41,11 @@ class BadRecords:
         self.first = self.first or f"first: {where}, {problem}"
         self.places.append(where)
 
+    def take(self, other: BadRecords, prefix: str = "") -> None:
+        """Count another file's bad records as this one's, each place after `prefix` (shards read as one)."""
+        self.places += [prefix + place for place in other.places]
+        self.first = self.first or other.first.replace("first: ", f"first: {prefix}", 1)
+
     def summary(self) -> str:
         """'N bad' and the first one, for a file left with too few records."""
         return f"{self.count} bad" + (f"; {self.first}" if self.first else "")

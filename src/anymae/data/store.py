@@ -42,7 +42,8 @@ from anymae.errors import UserError
 from anymae.tokens import ModalitySpec, TokenArrays, TokenBatch, spec_from_dict, spec_to_dict
 
 FORMAT, VERSION, META = "anymae-store", 1, "store.json"
-SETTINGS = ("modality", "max_tokens", "label", "patch", "importance")  # what a store fixes for its readers
+# What a store fixes for its readers
+SETTINGS = ("modality", "max_tokens", "label", "column", "id", "patch", "importance")
 
 
 class NpyAppender:
@@ -214,7 +215,7 @@ def check_settings(path: Path, meta: dict, config: DataConfig) -> None:
     """A setting given with the store must be the store's own (a default one takes the store's)."""
     defaults = DataConfig()
     for key in SETTINGS:
-        asked, kept = getattr(config, key), meta["data"][key]
+        asked, kept = getattr(config, key), meta["data"].get(key, getattr(defaults, key))  # older stores lack some
         if asked != getattr(defaults, key) and asked != kept:
             raise UserError(
                 f"{path} was prepared with data.{key}={kept!r}, not {asked!r}; prepare another store "
