@@ -2,15 +2,19 @@
 # The compute axis: does pretraining pull ahead with more compute, and do the guided strategies separate
 # from random masks? `anymae bench --steps 300,1000,3000` on five datasets, 3 seeds, the fine-tuning
 # budget by epochs with early stopping (the default), scratch and the modality's baselines, into one
-# folder (results.csv, results.md, compute.png: the fine-tuned score against pretraining seconds).
+# folder (results.csv, results.md, compute.png: the fine-tuned score against pretraining CPU-seconds).
 # Resumable: run it again and finished cells are skipped; cells are written as they finish.
-# Usage: benchmarks/scaling_bench.sh [OUT]   (default benchmarks/results/scaling-bench)
-# Cost on 2 CPU cores: stage 1 (three arms at every budget) about 1 hour per dataset for fashion-mnist,
-# uniprot-20k:amp and quark-gluon-20k, less for the others; stage 2 (the costlier arms: informed and
-# AttG cost 2-5x a random step) only at 300 and 1,000 steps. Run it in the background.
+# Usage: [OUT=folder] benchmarks/scaling_bench.sh [GROUP ...]   GROUPs: image higgs jets molecules proteins
+# (default: all five, in that order; OUT defaults to benchmarks/results/scaling-bench). Processes given
+# different groups can share the folder and run side by side, one per core (OMP_NUM_THREADS=1), e.g.
+#   OMP_NUM_THREADS=1 benchmarks/scaling_bench.sh image & OMP_NUM_THREADS=1 benchmarks/scaling_bench.sh higgs jets
+# Cost on one core: stage 1 (three arms at every budget) about 3 hours for fashion-mnist (its 10% fine-tuning
+# runs take longest), under an hour for higgs-like-20k; stage 2 (the costlier arms: informed and AttG cost
+# 2-5x a random step) only at 300 and 1,000 steps. Run it in the background.
 set -euo pipefail
-out=${1:-benchmarks/results/scaling-bench}
+out=${OUT:-benchmarks/results/scaling-bench}
 bin=${BIN:-.venv/bin}
+if [ $# -eq 0 ]; then set -- image higgs jets molecules proteins; fi
 scale() {  # informed with refresh_every=4 (its costly cut reused for 4 draws); probes on 2,000 examples
   local data=$2  # the arguments start with --data NAME or --data CORPUS:TASK
   for name in ${data//:/ }; do
@@ -25,12 +29,12 @@ molecules=(--data qm9:solubility --config configs/smiles-sma.yaml --labels 0.1,1
 proteins=(--data uniprot-20k:amp --config configs/protein-sma.yaml --labels 0.01,0.1)
 
 # Stage 1: random, sma and r2mae at every budget.
-for dataset in image higgs jets molecules proteins; do
+for dataset in "$@"; do
   declare -n args=$dataset
   scale "${args[@]}" --strategies random,sma,r2mae --steps 300,1000,3000
 done
 # Stage 2: sma with its remedies, informed and AttG at 300 and 1,000 steps.
-for dataset in image higgs jets molecules proteins; do
+for dataset in "$@"; do
   declare -n args=$dataset
   scale "${args[@]}" --strategies sma-remedies,informed,attg --steps 300,1000
 done

@@ -15,7 +15,7 @@ import torch
 
 from anymae import bench as bench_module
 from anymae.baselines import baseline_names, boosted_trees, fingerprints, kmer_features
-from anymae.bench import BenchPlan, markdown, run_bench
+from anymae.bench import Bench, BenchPlan, markdown, run_bench
 from anymae.cli import main
 from anymae.config import (
     Config,
@@ -552,3 +552,20 @@ def test_validation_ends_a_run_that_stops_improving_and_the_cap_one_that_does_no
     # patience longer than the cap: the cap ends it, at exactly epochs x steps per epoch (80 / 16 = 5)
     capped = fit_run(1e-3, epochs=4, patience=1000)
     assert capped["stopped"] == "cap" and capped["steps_run"] == 4 * 5
+
+
+def test_two_bench_processes_share_a_folder_without_losing_rows(tmp_path):
+    first, second = (Bench(BenchPlan(["d"], ["random"]), Config(), tmp_path, []) for _ in range(2))
+    row = {"dataset": "d", "metric": "accuracy", "strategy": "random", "config_hash": "h", "steps": 1}
+    first.record({**row, "seed": 0})
+    second.record({**row, "seed": 1})  # it started before the first row was written
+    first.record({**row, "seed": 2})
+    assert [r["seed"] for r in csv.DictReader(open(tmp_path / "results.csv"))] == ["0", "1", "2"]
+    assert first.finished("d", "random", 1, "h") and not second.finished("d", "random", 2, "h")
+
+
+def test_pretraining_cost_counts_cpu_seconds_of_every_resumed_part(tmp_path):
+    lines = [{"step": 10, "samples_per_s": 100.0, "cpu_s": 1.5}, {"step": 30, "samples_per_s": 200.0, "cpu_s": 2.0}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    seconds, rate, cpu = bench_module.pretraining_cost(tmp_path, batch_size=10)
+    assert (seconds, rate, cpu) == (2.0, 150.0, 3.5)  # 100 samples at 100/s, then 200 at 200/s

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
+import fcntl
 import hashlib
 import json
 import math
@@ -129,16 +130,19 @@ def write_rows(path: Path, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def pretraining_cost(run_dir: Path, batch_size: int) -> tuple[float, float]:
-    """(seconds, samples/s) of the optimizer steps, summed from metrics.jsonl (resumed parts included)."""
-    seconds, previous, samples = 0.0, 0, 0
+def pretraining_cost(run_dir: Path, batch_size: int) -> tuple[float, float, float]:
+    """(seconds, samples/s, CPU-seconds) of the optimizer steps, summed from metrics.jsonl (resumed parts
+    included). CPU-seconds count the process's own time, so they hold when other jobs share the cores;
+    NaN for a run logged before they were recorded."""
+    seconds, cpu, previous, samples = 0.0, 0.0, 0, 0
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
         record = json.loads(line)
         steps = record["step"] - previous
         previous = record["step"]
         samples += steps * batch_size
         seconds += steps * batch_size / max(record["samples_per_s"], 1e-9)
-    return seconds, samples / max(seconds, 1e-9)
+        cpu += record.get("cpu_s", math.nan)
+    return seconds, samples / max(seconds, 1e-9), cpu
 
 
 class Bench:
@@ -162,9 +166,14 @@ class Bench:
         self.done = {(r["dataset"], r["strategy"], r["seed"], r["config_hash"]) for r in self.rows}
 
     def record(self, row: dict) -> None:
-        self.rows.append({k: v if isinstance(v, str) else json.dumps(v) for k, v in row.items()})
-        self.done.add((row["dataset"], row["strategy"], str(row["seed"]), row["config_hash"]))
-        write_rows(self.csv, self.rows)
+        """Add a row to results.csv, with the rows other bench processes wrote there meanwhile (a lock
+        makes the read and the write one step, so that several processes can share a folder)."""
+        with open(self.out / "results.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.rows = read_rows(self.csv)
+            self.rows.append({k: v if isinstance(v, str) else json.dumps(v) for k, v in row.items()})
+            write_rows(self.csv, self.rows)
+        self.done = {(r["dataset"], r["strategy"], r["seed"], r["config_hash"]) for r in self.rows}
 
     def finished(self, dataset: str, strategy: str, seed: int, digest: str) -> bool:
         return (dataset, strategy, str(seed), digest) in self.done
@@ -223,9 +232,10 @@ class Bench:
         run_dir = self.out / "runs" / slug(dataset.name) / f"{strategy}-{digest}" / f"seed{seed}"
         print(f"bench: {dataset.name}, {strategy}, {steps} steps, seed {seed} -> {run_dir}", file=sys.stderr)
         pretrain(cell, run_dir, resume=(run_dir / FILENAME).exists(), dataset=corpus)
-        seconds, rate = pretraining_cost(run_dir, min(cell.train.batch_size, len(corpus.splits["train"])))
+        seconds, rate, cpu = pretraining_cost(run_dir, min(cell.train.batch_size, len(corpus.splits["train"])))
         model, _ = load_model(run_dir, dataset)
         row = self.row(dataset, strategy, seed, digest, steps, seconds, rate)
+        row["cpu_s"] = round(cpu, 2)
         row.update(self.probe(model, dataset, cell))
         for fraction in self.finetune.labels:
             task = self.task(dataset, fraction, seed)
@@ -533,8 +543,14 @@ def plots(rows: list[dict], out: Path) -> list[Path]:
     return written
 
 
+def compute_seconds(row: dict) -> float:
+    """Pretraining CPU-seconds of a row; wall seconds for a row from before they were recorded."""
+    cpu = float(row.get("cpu_s") or "nan")
+    return float(row["seconds"]) if math.isnan(cpu) else cpu
+
+
 def compute_plot(data: dict[str, dict[tuple[str, int], list[dict]]], path: Path) -> Path:
-    """Per dataset (columns) and label fraction (rows): the fine-tuned score against pretraining seconds
+    """Per dataset (columns) and label fraction (rows): the fine-tuned score against pretraining CPU-seconds
     (log axis), one line per strategy with its spread; scratch and the best baseline as bands."""
     import matplotlib.pyplot as plt
 
@@ -565,13 +581,13 @@ def compute_plot(data: dict[str, dict[tuple[str, int], list[dict]]], path: Path)
                 )
                 if not keys:
                     continue
-                seconds = [np.mean([float(r["seconds"]) for r in cells[k]]) for k in keys]
+                seconds = [np.mean([compute_seconds(r) for r in cells[k]]) for k in keys]
                 stats = [mean_std(values_of(cells[k], column)) for k in keys]
                 ax.errorbar(
                     seconds, [s[0] for s in stats], yerr=[s[1] for s in stats], marker="o", capsize=3, label=strategy
                 )
             ax.set_xscale("log")
-            ax.set_xlabel("pretraining seconds (2 CPU cores)")
+            ax.set_xlabel("pretraining CPU-seconds")
             ax.set_ylabel(f"{metric}, fine-tuned")
             ax.set_title(f"{dataset}: {float(column[3:]):.0%} of the labels", fontsize=9)
             ax.legend(fontsize=6)

@@ -294,6 +294,7 @@ class MetricsWindow:
 
     def reset(self) -> None:
         self.loss, self.steps, self.window_start = 0.0, 0, time.perf_counter()
+        self.cpu_start = time.process_time()
 
     def add(self, loss: float) -> None:
         self.loss, self.steps = self.loss + loss, self.steps + 1
@@ -306,6 +307,7 @@ class MetricsWindow:
             "lr": lr,
             "samples_per_s": self.steps * self.samples_per_step / max(now - self.window_start, 1e-9),
             "elapsed_s": now - self.started,
+            "cpu_s": time.process_time() - self.cpu_start,  # this process's CPU time over the window (all threads)
         }
         self.reset()
         return record
