@@ -39,7 +39,7 @@ from anymae.finetune import (
     label_subset,
     selection_splits,
 )
-from anymae.fitting import MIN_STEPS_BETWEEN_VALIDATIONS, EncoderHead, budget, param_groups
+from anymae.fitting import MIN_STEPS_BETWEEN_VALIDATIONS, EncoderHead, budget, param_groups, schedule
 from anymae.masking import UniformRatio, parse_ratio
 from anymae.metrics import METRICS
 from anymae.model import MaskedAutoencoder
@@ -569,3 +569,10 @@ def test_pretraining_cost_counts_cpu_seconds_of_every_resumed_part(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     seconds, rate, cpu = bench_module.pretraining_cost(tmp_path, batch_size=10)
     assert (seconds, rate, cpu) == (2.0, 150.0, 3.5)  # 100 samples at 100/s, then 200 at 200/s
+
+
+def test_the_lr_warms_up_then_halves_per_pass_without_progress_or_follows_the_cosine_of_a_fixed_budget():
+    warm = [schedule(step, 1000, 0.02, halvings=0) for step in range(20)]
+    assert warm == [pytest.approx((s + 1) / 20) for s in range(20)]  # the first 2% of the cap
+    assert [schedule(500, 1000, 0.02, halvings=h) for h in range(4)] == [1.0, 0.5, 0.25, 0.125]
+    assert schedule(20, 1000, 0.02) == 1.0 and schedule(999, 1000, 0.02) == pytest.approx(0.0, abs=1e-4)

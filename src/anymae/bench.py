@@ -221,6 +221,8 @@ class Bench:
             if values[section].get(key, default) == default:
                 values[section].pop(key, None)
         finetune = values.pop("finetune")
+        if not finetune["evals"]:  # the budget by epochs: its lr halves on a plateau (cells before that differ)
+            finetune["schedule"] = "halve on plateau"
         return config_hash([values, finetune, *parts])
 
     def cell(self, config: Config, corpus: Dataset, dataset: Dataset, strategy: str, steps: int, seed: int) -> None:

@@ -139,7 +139,8 @@ class FinetuneConfig:
     lr: tuple[float, ...] = (1e-3,)  # several: each is run and validation picks one (the recipe)
     layer_decay: float = 0.75  # lr of layer l = lr * layer_decay ** (top - l)
     weight_decay: float = 0.05
-    warmup: float = 0.02  # fraction of the cap with linear warm-up, then cosine to 0 at the cap
+    warmup: float = 0.02  # fraction of the cap with linear warm-up; then the lr halves at each validation
+    # pass that is not better (cosine to 0 at the cap instead when evals > 0)
     evals: int = 0  # validation passes spread evenly over the cap; 0: after every epoch (see above)
     patience: int = 5  # stop after this many validation passes without a better score
     max_val: int = 1000  # validation examples used for selection (subsampled with a fixed seed)

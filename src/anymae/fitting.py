@@ -79,11 +79,15 @@ def param_groups(net: nn.Module, depth: int, layer_decay: float, weight_decay: f
     return list(groups.values())
 
 
-def schedule(step: int, steps: int, warmup: float) -> float:
-    """Linear warm-up, then cosine to 0: the lr multiplier at `step`."""
+def schedule(step: int, steps: int, warmup: float, halvings: int | None = None) -> float:
+    """The lr multiplier at `step`: linear warm-up over the first `warmup` of the cap, then cosine to 0
+    at the cap (a fixed budget), or, with `halvings` given (the budget by epochs), 0.5 ** halvings: the
+    lr halves at every validation pass that is not better, since validation, not the cap, ends the run."""
     warm = max(1, int(warmup * steps))
     if step < warm:
         return (step + 1) / warm
+    if halvings is not None:
+        return 0.5**halvings
     return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
 
 
@@ -120,7 +124,8 @@ def budget(n_train: int, config: FinetuneConfig) -> tuple[int, int, int]:
 
 def fit(net: nn.Module, groups: list[dict], task: Task, config: FinetuneConfig, lr: float, seed: int) -> dict:
     """Train on the labelled subset until validation stops improving (or the cap), keep the state best
-    on validation, score the test split once."""
+    on validation, score the test split once. Warm-up, then the lr halves at each validation pass that
+    is not better (by epochs, config.evals = 0), or cosine to the cap (a fixed budget of config.evals passes)."""
     classify = task.metric.classifies
     train = task.splits["train"]
     y = task.labels
@@ -135,13 +140,14 @@ def fit(net: nn.Module, groups: list[dict], task: Task, config: FinetuneConfig, 
     initial = task.metric.of_outputs(y[task.splits["val"]], predict(net, task, "val", mean, std))
     best = {"val": initial, "step": 0, "state": copy.deepcopy(net.state_dict())}
     stale, step = 0, 0
+    halvings = 0 if not config.evals else None  # by epochs: the lr halves at each pass that is not better
     while step < steps and stale < config.patience:
         if cursor + batch_size > len(order):
             order, cursor = rng.permutation(train), 0
         index = order[cursor : cursor + batch_size]
         cursor += batch_size
         for group in optimizer.param_groups:
-            group["lr"] = lr * group.get("scale", 1.0) * schedule(step, steps, config.warmup)
+            group["lr"] = lr * group.get("scale", 1.0) * schedule(step, steps, config.warmup, halvings)
         net.train()
         out = net(task.inputs(index))
         if classify:
@@ -160,6 +166,7 @@ def fit(net: nn.Module, groups: list[dict], task: Task, config: FinetuneConfig, 
                 best, stale = {"val": val, "step": step, "state": copy.deepcopy(net.state_dict())}, 0
             else:
                 stale += 1
+                halvings = None if halvings is None else halvings + 1
     net.load_state_dict(best["state"])
     test = task.metric.of_outputs(y[task.splits["test"]], predict(net, task, "test", mean, std))
     return {
