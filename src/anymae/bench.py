@@ -90,7 +90,7 @@ NEWER_DEFAULTS = {
 }
 # Settings that do not change what is learned (config.NOT_LEARNED) but that the published bench hashed, at
 # these defaults: hashed at them whatever they are set to, for the same reason.
-HASHED_AT_DEFAULT = {("train", "dist_timeout"): 600.0, ("train", "compile"): False}
+HASHED_AT_DEFAULT = {("train", "dist_timeout"): 600.0, ("train", "compile"): False, ("finetune", "threads"): 0}
 
 
 def config_hash(values: dict) -> str:

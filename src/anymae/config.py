@@ -38,6 +38,7 @@ NOT_LEARNED = (
     "train.threads",
     "train.dist_timeout",
     "train.compile",
+    "finetune.threads",
 )
 
 
