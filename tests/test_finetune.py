@@ -556,7 +556,8 @@ def test_validation_ends_a_run_that_stops_improving_and_the_cap_one_that_does_no
 
 def test_two_bench_processes_share_a_folder_without_losing_rows(tmp_path):
     first, second = (Bench(BenchPlan(["d"], ["random"]), Config(), tmp_path, []) for _ in range(2))
-    row = {"dataset": "d", "metric": "accuracy", "strategy": "random", "config_hash": "h", "steps": 1}
+    row = {"dataset": "d", "metric": "accuracy", "strategy": "random", "config_hash": "h", "steps": 1, "seconds": 1.0}
+    row |= {"samples_per_s": 1.0, "probe": 0.5, "knn": 0.5, "ft_0.1": 0.6}
     first.record({**row, "seed": 0})
     second.record({**row, "seed": 1})  # it started before the first row was written
     first.record({**row, "seed": 2})

@@ -173,6 +173,7 @@ class Bench:
             self.rows = read_rows(self.csv)
             self.rows.append({k: v if isinstance(v, str) else json.dumps(v) for k, v in row.items()})
             write_rows(self.csv, self.rows)
+            write_report(self.rows, self.out)
         self.done = {(r["dataset"], r["strategy"], r["seed"], r["config_hash"]) for r in self.rows}
 
     def finished(self, dataset: str, strategy: str, seed: int, digest: str) -> bool:
@@ -502,7 +503,7 @@ def plots(rows: list[dict], out: Path) -> list[Path]:
             ha="right",
         )
         ax.set_title(f"{dataset} ({next(iter(cells.values()))[0]['metric']})")
-        ax.legend(fontsize=7)
+        legend(ax, 7)
     fig.tight_layout()
     written.append(save(fig, out / "scores.png"))
 
@@ -518,7 +519,7 @@ def plots(rows: list[dict], out: Path) -> list[Path]:
         ax.set_xscale("log")
         ax.set_xlabel("fraction of training labels")
         ax.set_title(f"{dataset}: fine-tuned")
-        ax.legend(fontsize=7)
+        legend(ax, 7)
     fig.tight_layout()
     written.append(save(fig, out / "label_fraction.png"))
 
@@ -537,7 +538,7 @@ def plots(rows: list[dict], out: Path) -> list[Path]:
             )
         ax.set_xlabel("pretraining steps")
         ax.set_title(f"{dataset}: linear probe")
-        ax.legend(fontsize=7)
+        legend(ax, 7)
     fig.tight_layout()
     written.append(save(fig, out / "steps.png"))
     if any(len(self_steps(cells)) > 1 for cells in data.values()):
@@ -592,9 +593,15 @@ def compute_plot(data: dict[str, dict[tuple[str, int], list[dict]]], path: Path)
             ax.set_xlabel("pretraining CPU-seconds")
             ax.set_ylabel(f"{metric}, fine-tuned")
             ax.set_title(f"{dataset}: {float(column[3:]):.0%} of the labels", fontsize=9)
-            ax.legend(fontsize=6)
+            legend(ax, 6)
     fig.tight_layout()
     return save(fig, path)
+
+
+def legend(ax, size: int) -> None:
+    """A legend where the panel has labelled lines (a bench of references only has none yet)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=size)
 
 
 def self_steps(cells: dict) -> list[int]:
@@ -610,13 +617,18 @@ def save(fig, path: Path) -> Path:
 
 
 def run_bench(plan: BenchPlan, base: Config, out: Path, overrides: list[str]) -> str:
-    """Run every unfinished cell, then write results.md and the plots; returns the table."""
+    """Run every unfinished cell (the report is rewritten after each), then return the table."""
     bench = Bench(plan, base, out, overrides)
     bench.run()
-    table = markdown(bench.rows)
-    (bench.out / "results.md").write_text(table + "\n")
+    return write_report(bench.rows, bench.out)
+
+
+def write_report(rows: list[dict], out: Path) -> str:
+    """results.md and the plots from the rows so far (a part-finished bench can already be read)."""
+    table = markdown(rows)
+    (out / "results.md").write_text(table + "\n")
     try:
-        plots(bench.rows, bench.out)
+        plots(rows, out)
     except ImportError:
         print("bench: plots need matplotlib (pip install 'anymae[plot]'); wrote the CSV and table only")
     return table
