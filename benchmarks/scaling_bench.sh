@@ -28,10 +28,13 @@ jets=(--data quark-gluon-20k --config configs/set-sma.yaml --labels 0.01,0.1)
 molecules=(--data qm9:solubility --config configs/smiles-sma.yaml --labels 0.1,1.0)
 proteins=(--data uniprot-20k:amp --config configs/protein-sma.yaml --labels 0.01,0.1)
 
-# Stage 1: random, sma and r2mae at every budget.
+# Stage 1: random, sma and r2mae at every budget, one strategy's curve at a time (a part-finished run has
+# whole curves).
 for dataset in "$@"; do
   declare -n args=$dataset
-  scale "${args[@]}" --strategies random,sma,r2mae --steps 300,1000,3000
+  for strategy in random sma r2mae; do
+    scale "${args[@]}" --strategies $strategy --steps 300,1000,3000
+  done
 done
 # Stage 2: sma with its remedies, informed and AttG at 300 and 1,000 steps.
 for dataset in "$@"; do
