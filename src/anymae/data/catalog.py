@@ -7,6 +7,7 @@ pinned package or generated locally; `anymae data install NAME|all` installs wha
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -74,6 +75,39 @@ def ucr(name: str, size: str, classes: str) -> Entry:
         license="BSD-3-Clause",
         load=loaders.ucr(name),
         needs=(AEON,),
+    )
+
+
+HIGGS_LIKE = Entry(
+    name="higgs-like",
+    modality="tabular",
+    size=f"{GENERATED_SIZE:,} events (by default) x 23 features (60/20/20)",
+    predicts="2 classes (WH signal or ttbar)",
+    metric="roc_auc",
+    source=f"generated with Pythia 8 ({particles.PYTHIA})",
+    license=PYTHIA_LICENSE,
+    load=loaders.load_higgs_like,
+    needs=(Generated("higgs-like", GENERATED_SIZE, PYTHIA),),
+)
+
+QUARK_GLUON = Entry(
+    name="quark-gluon",
+    modality="set",
+    size=f"{GENERATED_SIZE:,} jets by default (60/20/20)",
+    predicts="2 classes (quark or gluon jet)",
+    metric="roc_auc",
+    source=f"generated with Pythia 8 ({particles.PYTHIA})",
+    license=PYTHIA_LICENSE,
+    load=loaders.load_quark_gluon,
+    needs=(Generated("quark-gluon", GENERATED_SIZE, PYTHIA),),
+)
+
+
+def larger(entry: Entry, samples: int = 20000) -> Entry:
+    """A Pythia set's larger corpus (the compute bench's): the same generator and loader, its own file."""
+    name = f"{entry.name}-{samples // 1000}k"
+    return dataclasses.replace(
+        entry, name=name, size=f"{samples:,} samples (60/20/20)", needs=(Generated(name, samples, PYTHIA),)
     )
 
 
@@ -245,51 +279,11 @@ CATALOG = (
         load=loaders.load_letter,
         needs=(MLBENCH, RDATA),
     ),
-    Entry(
-        name="higgs-like",
-        modality="tabular",
-        size=f"{GENERATED_SIZE:,} events (by default) x 23 features (60/20/20)",
-        predicts="2 classes (WH signal or ttbar)",
-        metric="roc_auc",
-        source=f"generated with Pythia 8 ({particles.PYTHIA})",
-        license=PYTHIA_LICENSE,
-        load=loaders.load_higgs_like,
-        needs=(Generated("higgs-like", GENERATED_SIZE, PYTHIA),),
-    ),
-    Entry(
-        name="higgs-like-20k",
-        modality="tabular",
-        size="20,000 events x 23 features (60/20/20)",
-        predicts="2 classes (WH signal or ttbar)",
-        metric="roc_auc",
-        source=f"generated with Pythia 8 ({particles.PYTHIA})",
-        license=PYTHIA_LICENSE,
-        load=loaders.load_higgs_like,
-        needs=(Generated("higgs-like-20k", 20000, PYTHIA),),
-    ),
+    HIGGS_LIKE,
+    larger(HIGGS_LIKE),
     # sets
-    Entry(
-        name="quark-gluon",
-        modality="set",
-        size=f"{GENERATED_SIZE:,} jets by default (60/20/20)",
-        predicts="2 classes (quark or gluon jet)",
-        metric="roc_auc",
-        source=f"generated with Pythia 8 ({particles.PYTHIA})",
-        license=PYTHIA_LICENSE,
-        load=loaders.load_quark_gluon,
-        needs=(Generated("quark-gluon", GENERATED_SIZE, PYTHIA),),
-    ),
-    Entry(
-        name="quark-gluon-20k",
-        modality="set",
-        size="20,000 jets (60/20/20)",
-        predicts="2 classes (quark or gluon jet)",
-        metric="roc_auc",
-        source=f"generated with Pythia 8 ({particles.PYTHIA})",
-        license=PYTHIA_LICENSE,
-        load=loaders.load_quark_gluon,
-        needs=(Generated("quark-gluon-20k", 20000, PYTHIA),),
-    ),
+    QUARK_GLUON,
+    larger(QUARK_GLUON),
     # DNA (UCSC dm3 upstream regions; data/dna.py)
     Entry(
         name="dm3-upstream",
