@@ -24,9 +24,11 @@ from pathlib import Path
 
 LIBRARIES = {
     "glibc": "",
+    "glibc-mmap-1mib": "",  # glibc with a fixed 1 MiB mmap threshold (what the anymae command sets: anymae/heap.py)
     "tcmalloc": "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",  # Debian: libtcmalloc-minimal4
     "jemalloc": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",  # Debian: libjemalloc2
 }
+SETTINGS = {"glibc-mmap-1mib": {"MALLOC_MMAP_THRESHOLD_": str(1 << 20)}}
 
 CHILD = """
 import json, resource, statistics, sys, time
@@ -69,8 +71,10 @@ else:
 """
 
 
-def child(library: str, task: str) -> dict:
-    env = dict(os.environ, LD_PRELOAD=library) if library else dict(os.environ)
+def child(name: str, library: str, task: str) -> dict:
+    env = dict(os.environ, **SETTINGS.get(name, {}))  # the child imports anymae, not its CLI (which sets the heap)
+    if library:
+        env["LD_PRELOAD"] = library
     done = subprocess.run([sys.executable, "-c", CHILD, task], env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -78,13 +82,15 @@ def child(library: str, task: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--allocators", default=",".join(LIBRARIES), help="which of " + ", ".join(LIBRARIES))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/allocator.json"))
     args = parser.parse_args()
-    present = {name: lib for name, lib in LIBRARIES.items() if not lib or Path(lib).exists()}
+    chosen = args.allocators.split(",")
+    present = {name: lib for name, lib in LIBRARIES.items() if name in chosen and (not lib or Path(lib).exists())}
     runs: dict[str, list[dict]] = {name: [] for name in present}
     for _ in range(args.rounds):
         for name, library in present.items():
-            runs[name].append(child(library, "speed"))
+            runs[name].append(child(name, library, "speed"))
     base = statistics.median(r["step_s"] for r in runs["glibc"])
     results = []
     for name, library in present.items():
@@ -95,7 +101,7 @@ def main() -> None:
             "step_s": seconds,
             "speedup_over_glibc": base / seconds,
             "faults_per_step": statistics.median(r["faults_per_step"] for r in runs[name]),
-            **child(library, "memory"),
+            **child(name, library, "memory"),
         }
         results.append(row)
         print(

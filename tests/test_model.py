@@ -140,3 +140,43 @@ def test_reconstruction_with_a_given_mask_hides_exactly_those_valid_tokens():
     assert out.loss.item() == pytest.approx(out.token_loss[out.masked].mean().item(), rel=1e-5)
     with pytest.raises(TypeError, match="masked="):
         reconstruction(model, batch)
+
+
+@pytest.mark.parametrize("strategy", ["random", "sma"])
+def test_recomputing_activations_gives_the_same_loss_and_gradients(mode, strategy):
+    """train.recompute: every block recomputes its activations in the backward pass; the loss, the mask
+    (sma chooses it in the guide layer, which must not choose again) and every gradient are unchanged."""
+    from anymae.config import MaskingConfig
+    from anymae.masking import build_strategy
+    from anymae.model.attention import Block
+
+    results = []
+    for recompute in (False, True):
+        model = tiny_model(discrete=True, mode=mode)
+        model.recompute(recompute)
+        assert all(b.recompute == recompute for b in model.modules() if isinstance(b, Block))
+        select = build_strategy(MaskingConfig(strategy=strategy), model.spec, model.config)
+        out = reconstruction(model, id_batch(), select, torch.Generator().manual_seed(3), progress=0.5)
+        out.loss.backward()
+        results.append((out.loss.detach(), out.masked, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    (loss, masked, grads), (loss2, masked2, grads2) = results
+    assert torch.equal(masked, masked2)
+    assert torch.allclose(loss, loss2, atol=1e-6, rtol=0)
+    assert grads.keys() == grads2.keys()
+    for name in grads:
+        assert torch.allclose(grads[name], grads2[name], atol=1e-6, rtol=1e-5), name
+
+
+def test_the_heap_bound_is_set_once_and_leaves_a_users_own_setting(monkeypatch):
+    from anymae import heap
+
+    calls = []
+    monkeypatch.setattr(heap, "mallopt", lambda option, value: calls.append((option, value)) or 1, raising=False)
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert heap.bound_heap() is False  # the user's own setting stands
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/libtcmalloc.so")
+    assert heap.bound_heap() is False  # another allocator: nothing to bound
+    monkeypatch.delenv("LD_PRELOAD")
+    assert heap.bound_heap() is True
+    assert calls == [(heap.M_MMAP_THRESHOLD, 1 << 20)]

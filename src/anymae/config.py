@@ -38,6 +38,7 @@ NOT_LEARNED = (
     "train.threads",
     "train.dist_timeout",
     "train.compile",
+    "train.recompute",
     "finetune.threads",
 )
 
@@ -118,6 +119,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 = torch's default
     dist_timeout: float = 600.0  # several processes (torchrun): seconds one waits for the others before it stops
     compile: bool = False  # torch.compile the model's layers (pays off on GPUs; the first steps compile)
+    recompute: bool = False  # keep one block's activations, recompute the rest in the backward pass (~1/3 more compute)
 
 
 @dataclass

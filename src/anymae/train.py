@@ -27,6 +27,7 @@ from anymae.config import Config, TrainConfig, check_fits, save_config, validate
 from anymae.data import Dataset, absolute_name, load_dataset
 from anymae.diagnostics import MaskDiagnostics
 from anymae.errors import UserError
+from anymae.heap import bound_heap
 from anymae.masking import MaskingStrategy, build_strategy, check_strategy
 from anymae.model import MaskedAutoencoder
 from anymae.objective import reconstruction
@@ -192,6 +193,9 @@ def build_run(folder: RunFolder, config: Config, resume: bool = False, dataset: 
     rank = distributed.setup(pick_device(t.device), t.dist_timeout)
     torch.manual_seed(t.seed)
     model = MaskedAutoencoder(dataset.spec, config.model).to(rank.device)
+    if t.recompute:
+        model.recompute()
+        bound_heap()  # without it, glibc's fragmented heap keeps what recomputing frees (anymae/heap.py)
     if config.train.compile:
         model.compile_layers()
     run = Run(

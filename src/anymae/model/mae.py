@@ -123,6 +123,13 @@ class MaskedAutoencoder(nn.Module):
             return out
         return out.flatten(0, 1) if present is None else out[present]
 
+    def recompute(self, on: bool = True) -> None:
+        """train.recompute: every block (the guide layer's included) recomputes its activations in the
+        backward pass instead of keeping them (Block.forward)."""
+        for module in self.modules():
+            if isinstance(module, Block):
+                module.recompute = on
+
     @torch.no_grad()
     def full_pass(self, batch: TokenBatch, with_received: bool = True, layer: int = 0) -> FullPass:
         """One pass with no mask (informed masks and attention-guided weights read it).
