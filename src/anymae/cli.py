@@ -157,14 +157,14 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--label",
         metavar="COL",
-        help="label column of a table (CSV / Parquet), field of a JSON Lines file, SD property (.sdf) or obs "
-        "column (.h5ad); default: unlabelled",
+        help="label column of a table (CSV / Parquet / Hugging Face folder), field of a JSON Lines file, "
+        "SD property (.sdf) or obs column (.h5ad); default: unlabelled",
     )
     p.add_argument(
         "--column",
         metavar="COL",
-        help="column of a table, or field of a JSON Lines file, that holds the samples (text, sequences, SMILES); "
-        "default: the one named smiles, text, sentence, review, sequence or seq",
+        help="column of a table or Hugging Face folder, or field of a JSON Lines file, that holds the samples "
+        "(text, sequences, SMILES); default: the one named smiles, text, sentence, review, sequence or seq",
     )
     p.add_argument(
         "--id",
@@ -614,21 +614,21 @@ def build_parser() -> argparse.ArgumentParser:
     q = data_commands.add_parser(
         "prepare",
         help="read a file, shards or a built-in dataset once into a token store; or generate a simulated dataset",
-        description="With --out: read SOURCE (a file, a folder or glob of FASTA / text / SMILES / CSV shards, or "
-        "a built-in dataset) once into a token store, a folder of memory-mapped NumPy arrays that --data takes "
-        "wherever it takes a file (training then starts in seconds, at memory independent of the corpus size). "
-        "FASTA and one-sample-a-line files are streamed in chunks at constant memory, tokenised by --workers "
-        "processes; the store is written atomically (a killed preparation leaves none). Without --out: "
-        "generate quark / gluon jets or Higgs-like events with Pythia 8 (pip install pythia8mc==8.317.2; tens "
-        "of events per second per core) and cache them in $ANYMAE_DATA or ~/.cache/anymae.",
+        description="With --out: read SOURCE (a file, a folder or glob of FASTA / text / SMILES / CSV shards, a "
+        "Hugging Face datasets folder saved with save_to_disk, or a built-in dataset) once into a token store, "
+        "a folder of memory-mapped NumPy arrays that --data takes wherever it takes a file (training then "
+        "starts in seconds, at memory independent of the corpus size). FASTA, one-sample-a-line, SD and JSON "
+        "Lines files and an unlabelled Hugging Face folder's strings are streamed in chunks at constant memory, "
+        "tokenised by --workers processes; the store is written atomically (a killed preparation leaves none). "
+        "Without --out: generate quark / gluon jets or Higgs-like events with Pythia 8 (pip install "
+        "pythia8mc==8.317.2; tens of events per second per core) and cache them in $ANYMAE_DATA or ~/.cache/anymae.",
     )
     q.add_argument(
         "source",
         nargs="+",
         metavar="SOURCE [key=value ...]",
-        help="file, folder or glob of shards, or built-in name (quark-gluon, higgs-like and their -20k sets: "
-        "generate); then data "
-        "settings, e.g. data.max_tokens=512",
+        help="file, folder or glob of shards, Hugging Face datasets folder, or built-in name (quark-gluon, "
+        "higgs-like and their -20k sets: generate); then data settings, e.g. data.max_tokens=512",
     )
     q.add_argument("--out", help="store folder to write (replaced if it holds a store)")
     add_data_flags(q)

@@ -1,7 +1,9 @@
-"""Every input `--data` takes (a built-in name, a file, a folder or glob of shards, a prepared
-store) read into a Dataset, and `prepare`, which reads one once into a store (data/store.py).
+"""Every input `--data` takes (a built-in name, a file, a folder or glob of shards, a Hugging Face
+`datasets` folder saved with save_to_disk, a prepared store) read into a Dataset, and `prepare`,
+which reads one once into a store (data/store.py).
 
-FASTA and one-sample-a-line files (.txt, .smi; plain, .gz, .bz2) are read record by record in
+FASTA, one-sample-a-line (.txt, .smi; plain, .gz, .bz2), JSON Lines and SD files, and unlabelled
+string samples of a Hugging Face folder (a batch of Arrow rows at a time), are read record by record in
 chunks of CHUNK samples, checked and tokenised in parallel processes, and written as they come:
 preparing them needs memory independent of the file's size (molecules keep their canonical
 SMILES until the end, for the scaffold split). Every other input is read whole, as `--data
@@ -11,6 +13,7 @@ FILE` reads it, then written in chunks.
 from __future__ import annotations
 
 import glob
+import itertools
 import json
 import multiprocessing
 import os
@@ -24,6 +27,7 @@ import numpy as np
 
 from anymae import chem
 from anymae.config import DataConfig
+from anymae.data import hf_disk
 from anymae.data.catalog import BUILTINS, load_builtin
 from anymae.data.dataset import MIN_TOKENS, Cuts, Dataset, random_splits, too_few
 from anymae.data.files import (
@@ -38,7 +42,14 @@ from anymae.data.files import (
     load_table,
 )
 from anymae.data.records import BadRecords, numbered_lines, open_binary, streaming
-from anymae.data.sequences import fasta_records, guess_alphabet, read_fasta, string_spec, token_length
+from anymae.data.sequences import (
+    STRING_MODALITIES,
+    fasta_records,
+    guess_alphabet,
+    read_fasta,
+    string_spec,
+    token_length,
+)
 from anymae.data.store import META, StoreWriter, is_store, open_store, pad, ragged_ok, token_dtype
 from anymae.data.tables import Table, read_table
 from anymae.errors import UserError
@@ -98,12 +109,15 @@ def read_dataset(config: DataConfig) -> Dataset:
 
 
 def shard_files(name: str) -> list[Path] | None:
-    """The files of a folder or glob of FASTA / text / SMILES / CSV shards, in name order; None
-    when `name` is neither (one file, a built-in, an image folder, a store)."""
+    """The files of a folder or glob of FASTA / text / SMILES / CSV shards, in name order; [the
+    folder] for a Hugging Face datasets folder (one source of many Arrow files); None when `name` is
+    neither (one file, a built-in, an image folder, a store)."""
     path = Path(name)
     if path.is_dir():
         if (path / META).exists():
             return None
+        if hf_disk.is_hf_folder(path):
+            return [path]
         files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
         if not any(kind(p) in SHARDS for p in files):
             return None  # a folder of images
@@ -123,11 +137,11 @@ def shard_files(name: str) -> list[Path] | None:
 
 def check_columns(config: DataConfig, first: Path | None) -> None:
     """data.column and data.id name columns: refused for inputs without them (`first`: the file read)."""
-    found = "" if first is None else kind(first)
-    if config.column and found not in (*TABLES, *JSONL):
+    found = "" if first is None else "hf" if hf_disk.is_hf_folder(first) else kind(first)
+    if config.column and found not in (*TABLES, *JSONL, "hf"):
         raise UserError(
             f"{config.name}: --column (data.column) names the sample column of a CSV / TSV / Parquet table or "
-            "the sample field of a JSON Lines file; this input has none"
+            "a Hugging Face datasets folder, or the sample field of a JSON Lines file; this input has none"
         )
     if config.id and found not in TABLES:
         raise UserError(
@@ -141,6 +155,8 @@ def load_shards(files: list[Path], config: DataConfig) -> Dataset:
     files as one table of their records' fields (record_table). Bad records are counted over all."""
     many = len(files) > 1
     bad = BadRecords(config.name if many else files[0], config.on_bad_record)
+    if hf_disk.is_hf_folder(files[0]):
+        return load_hf(files[0], config, bad)
     if kind(files[0]) in RECORDS:
         field = json_field(files[0], config.column)[1] if kind(files[0]) in JSONL else "smiles"
         config = replace(config, modality=string_modality(files, config), column=field)
@@ -185,17 +201,39 @@ def record_table(files: list[Path], config: DataConfig, bad: BadRecords) -> tupl
     return Table(files[0], list(columns), rows, places), names
 
 
+def load_hf(folder: Path, config: DataConfig, bad: BadRecords) -> Dataset:
+    """A Hugging Face datasets folder read whole as one table (labelled, or features), with its own
+    splits when it is a DatasetDict."""
+    table, task = hf_disk.hf_table(folder, config.label)
+    dataset = load_table(folder, config, bad, table, task=task)
+    names = hf_disk.fixed_splits(folder)
+    if names is not None:
+        dataset.splits = hf_disk.splits_of(hf_disk.split_codes(list(dataset.ids), names), names)
+    return dataset
+
+
 # ---------------------------------------------------------------- strings, record by record
 
 
 def streamable(files: list[Path], config: DataConfig) -> bool:
     """Files read record by record: FASTA and one sample a line, unlabelled, without importance maps
-    (the readers refuse those with their own messages)."""
-    return kind(files[0]) in STREAMED and not config.label and not config.importance
+    (the readers refuse those with their own messages); a Hugging Face folder's column of strings."""
+    if config.label or config.importance:
+        return False
+    if hf_disk.is_hf_folder(files[0]):
+        return config.modality in ("", *STRING_MODALITIES) and hf_disk.sample_field(files[0], config.column) is not None
+    return kind(files[0]) in STREAMED
 
 
 def string_modality(files: list[Path], config: DataConfig) -> str:
     first = files[0]
+    if hf_disk.is_hf_folder(first):
+        check_modality(first, config.modality, ("text", "protein", "dna", "smiles"))
+        modality = config.modality or hf_disk.sample_field(first, config.column)[0]
+        if modality == "protein" and not config.modality:  # a sequence column of A C G T N only is DNA
+            first_rows = itertools.islice(hf_disk.string_rows(first, BadRecords(first, "skip"), config.column), 100)
+            modality = guess_alphabet([sample for sample, _, _ in first_rows])
+        return modality
     if kind(first) in FASTA:
         check_modality(first, config.modality, ("protein", "dna"))
         return config.modality or guess_alphabet(read_fasta(first, BadRecords(first, "skip"), limit=100)[1])
@@ -211,7 +249,10 @@ def string_modality(files: list[Path], config: DataConfig) -> str:
 
 def string_records(path: Path, spec: ModalitySpec, bad: BadRecords, column: str = "") -> Iterator[tuple[str, str, str]]:
     """(sample, place, id) of each record of a FASTA, one-sample-a-line, SD or JSON Lines file
-    (`column`: its sample field, data.column), as read."""
+    (`column`: its sample field, data.column), or of a Hugging Face folder's sample column, as read."""
+    if hf_disk.is_hf_folder(path):
+        yield from hf_disk.string_rows(path, bad, column)
+        return
     if kind(path) in FASTA:
         for name, sequence, place in fasta_records(path, bad, spec):  # type: ignore[arg-type]
             yield sequence, place, name
@@ -368,6 +409,8 @@ def stream_strings(
     writer = start(spec)
     keep_samples = spec.split([]) is not None  # molecules are split by scaffold: their samples are needed
     samples: list[str] = []
+    named = hf_disk.fixed_splits(files[0]) if hf_disk.is_hf_folder(files[0]) else None  # a DatasetDict's
+    codes: list[np.ndarray] = []  # the split of each kept record, for fixed splits
     bads = [BadRecords(path, config.on_bad_record) for path in files]
     cuts, read = Cuts(spec.max_tokens), Counter(f"reading {name}", "records")
     with streaming():
@@ -378,6 +421,8 @@ def stream_strings(
             for position, problem in problems:
                 bad[position](places[position], problem)
             writer.add_ragged(flat, lengths, [ids[k] for k in kept])
+            if named is not None:
+                codes.append(hf_disk.split_codes([ids[k] for k in kept], named))
             cuts.add(full)
             samples += kept_samples or []
             read.update(len(raw))
@@ -387,7 +432,10 @@ def stream_strings(
         b.report()
     if n < 2:
         raise UserError(f"{name}: fewer than 2 usable records ({n} usable, {skipped} bad); at least 2 needed")
-    splits = spec.split(samples) if keep_samples else random_splits(n, seed=0)
+    if named is not None:
+        splits = hf_disk.splits_of(np.concatenate(codes), named)
+    else:
+        splits = spec.split(samples) if keep_samples else random_splits(n, seed=0)
     if len(splits["train"]) == 0:
         raise UserError(f"{name}: the training split is empty ({n} usable records); add records")
     places = [f"{b.path}, {p}" if len(files) > 1 else p for b in bads for p in b.places]
@@ -436,7 +484,7 @@ def source_stamp(files: list[Path]) -> list[dict]:
 def input_files(name: str) -> list[Path]:
     """The files a store is read from (none for a built-in dataset)."""
     shards = shard_files(name)
-    if shards is not None:
+    if shards is not None and not hf_disk.is_hf_folder(shards[0]):
         return shards
     path = Path(name)
     if path.is_dir():

@@ -13,6 +13,7 @@
 | .npy / .npz (x, optional y)           | image if x is (n, H, W[, C]);       | tabular, series (2-D x) |
 |                                       | set if the .npz has `counts`        |                         |
 | .h5ad (anndata; data/singlecell.py)   | tabular: cells x genes              |                         |
+| Hugging Face save_to_disk folder      | as a Parquet table (data/hf_disk.py)|                         |
 
 `--label` names the label column of a table, the label array of a .npz (default `y`) or an obs
 column of an .h5ad; the other readers take labels from the file (the first folder level under an
