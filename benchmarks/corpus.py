@@ -78,6 +78,7 @@ def prepare_tables(sizes: list[int], work: Path) -> dict:
         row = {"file_mib": round(table.stat().st_size / 2**20), "load_average_before": os.getloadavg()}
         row["prepare"] = run([*ANYMAE, "data", "prepare", str(table), "--out", str(store)])
         row["prepare"]["rows_per_s"] = round(n / row["prepare"]["seconds"])
+        row["prepare"]["rows_per_cpu_s"] = round(n / row["prepare"]["cpu_s"])
         row["load_average_after"] = os.getloadavg()
         runs[n] = row
         print(json.dumps({n: row}), flush=True)
@@ -123,6 +124,7 @@ def run(argv: list[str], first: str = "") -> dict:
         "seconds": round(time.perf_counter() - started, 2),
         "peak_mib": round(usage.ru_maxrss / 1024),
         "peak_anonymous_mib": round(peak[0]),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),  # robust where other jobs share the cores
     }
     if first:
         result["first_step_s"] = round(first_at or float("nan"), 2)

@@ -39,10 +39,11 @@ def mixed(n: int = 30) -> str:
     return "\n".join(rows) + "\n"
 
 
-def stored(tmp_path: Path, config: DataConfig, chunk: int = 5):
+def stored(tmp_path: Path, config: DataConfig, chunk: int = 5, workers: int = 1):
+    """--data FILE, and a store prepared from it read back (`workers` concern string files only)."""
     memory = load_dataset(DataConfig(**vars(config)))
-    out = tmp_path / f"store-{chunk}"
-    prepare(DataConfig(**vars(config)), out, workers=1, chunk=chunk)
+    out = tmp_path / f"store-{chunk}-{workers}"
+    prepare(DataConfig(**vars(config)), out, workers=workers, chunk=chunk)
     return memory, load_dataset(DataConfig(name=str(out)))
 
 
@@ -73,9 +74,10 @@ def test_chunk_size_changes_nothing_in_the_store(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("a,b,c,n\n" + "\n".join(numbers(100)) + "\n")
     config = DataConfig(name=str(path), id="n")
-    stores = [stored(tmp_path, config, chunk)[1] for chunk in (3, 1000)]
-    assert_same(stores[0], stores[1])
-    assert stores[0].spec == stores[1].spec
+    stores = [stored(tmp_path, config, chunk, workers)[1] for chunk, workers in ((3, 1), (1000, 1))]
+    for other in stores[1:]:
+        assert_same(stores[0], other)
+        assert other.spec == stores[0].spec
 
 
 @pytest.mark.parametrize("suffix", [".csv.gz", ".csv.bz2", ".tsv"])

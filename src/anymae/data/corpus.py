@@ -4,8 +4,9 @@ store) read into a Dataset, and `prepare`, which reads one once into a store (da
 FASTA and one-sample-a-line files (.txt, .smi; plain, .gz, .bz2) are read record by record in
 chunks of CHUNK samples, checked and tokenised in parallel processes, and written as they come:
 preparing them needs memory independent of the file's size (molecules keep their canonical
-SMILES until the end, for the scaffold split). Every other input is read whole, as `--data
-FILE` reads it, then written in chunks.
+SMILES until the end, for the scaffold split). CSV / TSV tables of features (features_only)
+are read twice in chunks of rows by data/features.py, the code `--data FILE` reads them with.
+Every other input is read whole, as `--data FILE` reads it, then written in chunks.
 """
 
 from __future__ import annotations

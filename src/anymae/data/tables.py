@@ -1,9 +1,9 @@
-"""Tables (CSV, TSV, Parquet): reading, and tabular features as tokens.
+"""Tables (CSV, TSV, Parquet): reading (a CSV file record by record, csv_rows), and what a cell is.
 
 Cells that read as missing ("", NA, NaN, null, None, ?) become missing values: in tabular
 features a missing value is an invalid token (never seen, never reconstructed). inf is a bad
 record. A column whose values are not all numbers is categorical and is one-hot encoded (one
-feature per level, at most 50 levels; more is an error naming the column).
+feature per level, at most 50 levels; more is an error naming the column): data/features.py.
 """
 
 from __future__ import annotations
@@ -180,7 +180,8 @@ def csv_rows(path: Path, bad: BadRecords, delimiter: str = ",", header: bool = T
 
 
 PLAIN = 1024  # lines tried at once by plain_rows
-SPACE = re.compile(r"\s")
+SPACE = re.compile(r"[^\S\n]")  # white space in a cell (not a line end)
+TAB_SPACE = re.compile(r"[^\S\n\t]")  # the same where tabs separate cells
 
 
 def plain_rows(lines: list[tuple[int, str]], delimiter: str, width: int) -> list[list[str]] | None:
@@ -193,7 +194,7 @@ def plain_rows(lines: list[tuple[int, str]], delimiter: str, width: int) -> list
     rows = [line.split(delimiter) for line in text.split("\n")]
     if any(len(row) != width for row in rows):
         return None
-    if SPACE.search(text.replace(delimiter, "").replace("\n", "")):
+    if (TAB_SPACE if delimiter == "\t" else SPACE).search(text):
         rows = [[c.strip() for c in row] for row in rows]
     return rows
 
