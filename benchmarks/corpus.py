@@ -19,6 +19,12 @@ anonymous memory (RssAnon, sampled every 0.1 s: what the process itself holds):
 
     python benchmarks/corpus.py [--sizes 100000,1000000] [--steps 20] [--out benchmarks/results/corpus.json]
 
+With --table (instead of the runs above): CSV tables of N rows x 28 numeric columns (HIGGS-like,
+5 decimals) prepared into a store, per size: seconds, rows/s, peak memory
+(benchmarks/results/corpus_table.json by default).
+
+    python benchmarks/corpus.py --table --sizes 200000,2000000
+
 Memory numbers are robust; timings on a shared machine are not (the JSON notes the load average).
 """
 
@@ -51,6 +57,33 @@ def write_fasta(path: Path, n: int, seed: int = 0) -> None:
             f.write(
                 b"".join(b">seq%d\n%s\n" % (start + i, text[e - k : e]) for i, (k, e) in enumerate(zip(lengths, ends)))
             )
+
+
+def write_table(path: Path, n: int, seed: int = 0, columns: int = 28) -> None:
+    """n rows of `columns` normal numbers with 5 decimals, and a header, written in blocks."""
+    rng = np.random.default_rng(seed)
+    with open(path, "w") as f:
+        f.write(",".join(f"x{i}" for i in range(columns)) + "\n")
+        for begin in range(0, n, 100_000):
+            block = rng.normal(size=(min(100_000, n - begin), columns))
+            f.write("\n".join(",".join(f"{v:.5f}" for v in row) for row in block.tolist()) + "\n")
+
+
+def prepare_tables(sizes: list[int], work: Path) -> dict:
+    runs = {}
+    for n in sizes:
+        table, store = work / f"t{n}.csv", work / f"t{n}.store"
+        if not table.exists():
+            write_table(table, n)
+        row = {"file_mib": round(table.stat().st_size / 2**20), "load_average_before": os.getloadavg()}
+        row["prepare"] = run([*ANYMAE, "data", "prepare", str(table), "--out", str(store)])
+        row["prepare"]["rows_per_s"] = round(n / row["prepare"]["seconds"])
+        row["prepare"]["rows_per_cpu_s"] = round(n / row["prepare"]["cpu_s"])
+        row["load_average_after"] = os.getloadavg()
+        runs[n] = row
+        print(json.dumps({n: row}), flush=True)
+        subprocess.run(["rm", "-rf", str(store)], check=True)
+    return runs
 
 
 def anonymous_mib(pid: int) -> float:
@@ -91,6 +124,7 @@ def run(argv: list[str], first: str = "") -> dict:
         "seconds": round(time.perf_counter() - started, 2),
         "peak_mib": round(usage.ru_maxrss / 1024),
         "peak_anonymous_mib": round(peak[0]),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),  # robust where other jobs share the cores
     }
     if first:
         result["first_step_s"] = round(first_at or float("nan"), 2)
@@ -182,12 +216,21 @@ def main() -> None:
     parser.add_argument(
         "--torchrun", action="store_true", help="prepare, then 1 vs 2 processes under torchrun only (tiny model)"
     )
+    parser.add_argument("--table", action="store_true", help="prepare CSV tables of 28 numeric columns only")
     parser.add_argument("--work", type=Path, default=Path("/tmp/anymae-corpus"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/corpus.json"))
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict = {"load_average_at_start": os.getloadavg(), "cpus": os.cpu_count(), "steps": args.steps, "runs": {}}
+    if args.table:
+        out = args.out or Path("benchmarks/results/corpus_table.json")
+        results = {"load_average_at_start": os.getloadavg(), "cpus": os.cpu_count()}
+        results["runs"] = prepare_tables(sizes, args.work)
+        results["load_average_at_end"] = os.getloadavg()
+        out.write_text(json.dumps(results, indent=1) + "\n")
+        return
+    args.out = args.out or Path("benchmarks/results/corpus.json")
     for n in sizes:
         fasta, store, runs = args.work / f"p{n}.fasta", args.work / f"p{n}.store", args.work / f"runs{n}"
         if not fasta.exists():

@@ -619,7 +619,8 @@ def build_parser() -> argparse.ArgumentParser:
         "a folder of memory-mapped NumPy arrays that --data takes wherever it takes a file (training then "
         "starts in seconds, at memory independent of the corpus size). FASTA, one-sample-a-line, SD and JSON "
         "Lines files and an unlabelled Hugging Face folder's strings are streamed in chunks at constant memory, "
-        "tokenised by --workers processes; the store is written atomically (a killed preparation leaves none). "
+        "tokenised by --workers processes; CSV / TSV tables of features are read twice in chunks at constant "
+        "memory (one process); the store is written atomically (a killed preparation leaves none). "
         "Without --out: generate quark / gluon jets or Higgs-like events with Pythia 8 (pip install "
         "pythia8mc==8.317.2; tens of events per second per core) and cache them in $ANYMAE_DATA or ~/.cache/anymae.",
     )

@@ -391,17 +391,60 @@ def fit_scale(values: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]
 
     Computed on values divided by the column's largest magnitude and scaled back, so huge
     finite numbers (1e300) neither overflow the variance nor turn it into inf."""
+    return scale_of(*moments(values))
+
+
+def moments(values: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per column: (finite count, largest magnitude `peak`, mean and sum of squared deviations of
+    the values divided by `peak`)."""
     values = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(values)
-    count = np.maximum(finite.sum(0), 1)
+    count = finite.sum(0)
     peak = np.where(finite, np.abs(values), 0.0).max(0, initial=0.0)
     peak = np.where(peak > 0, peak, 1.0)
     unit = np.where(finite, values / peak, 0.0)
-    mean = unit.sum(0) / count
-    std = np.sqrt(np.where(finite, (unit - mean) ** 2, 0.0).sum(0) / count) * peak
+    mean = unit.sum(0) / np.maximum(count, 1)
+    return count, peak, mean, np.where(finite, (unit - mean) ** 2, 0.0).sum(0)
+
+
+def scale_of(count, peak, mean, squares) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    std = np.sqrt(squares / np.maximum(count, 1)) * peak
     mean = mean * peak
     std[~(std >= 1e-12 * np.maximum(np.abs(mean), 1.0))] = 1.0  # constant column (relative to its size)
     return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
+class ScaleFit:
+    """fit_scale over rows that arrive a chunk at a time, at memory independent of their number:
+    moments of fixed blocks of BLOCK rows, combined in order (Chan et al.), so the result depends
+    on the rows alone, not on the chunks they came in; rows that fit one block give fit_scale's."""
+
+    BLOCK = 65536
+
+    def __init__(self, width: int) -> None:
+        self.width, self.held, self.blocks = width, np.zeros((0, width)), []
+
+    def add(self, rows: np.ndarray) -> None:
+        self.held = np.concatenate([self.held, np.asarray(rows, dtype=np.float64).reshape(-1, self.width)])
+        while len(self.held) >= self.BLOCK:
+            self.blocks.append(moments(self.held[: self.BLOCK]))
+            self.held = self.held[self.BLOCK :]
+
+    def result(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        blocks = self.blocks + ([moments(self.held)] if len(self.held) or not self.blocks else [])
+        if len(blocks) == 1:
+            return scale_of(*blocks[0])
+        peak = np.max([b[1] for b in blocks], axis=0)
+        count, mean, squares = np.zeros(self.width), np.zeros(self.width), np.zeros(self.width)
+        for n, own, m, s in blocks:
+            ratio = own / peak
+            m, s = m * ratio, s * ratio * ratio
+            total = np.maximum(count + n, 1)
+            delta = m - mean
+            mean = mean + delta * n / total
+            squares = squares + s + delta * delta * count * n / total
+            count = count + n
+        return scale_of(count, peak, mean, squares)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ FASTA, one-sample-a-line (.txt, .smi; plain, .gz, .bz2), JSON Lines and SD files
 string samples of a Hugging Face folder (a batch of Arrow rows at a time), are read record by record in
 chunks of CHUNK samples, checked and tokenised in parallel processes, and written as they come:
 preparing them needs memory independent of the file's size (molecules keep their canonical
-SMILES until the end, for the scaffold split). Every other input is read whole, as `--data
-FILE` reads it, then written in chunks.
+SMILES until the end, for the scaffold split). CSV / TSV tables of features (features_only)
+are read twice in chunks of rows by data/features.py, the code `--data FILE` reads them with.
+Every other input is read whole, as `--data FILE` reads it, then written in chunks.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from anymae.config import DataConfig
 from anymae.data import hf_disk
 from anymae.data.catalog import BUILTINS, load_builtin
 from anymae.data.dataset import MIN_TOKENS, Cuts, Dataset, random_splits, too_few
+from anymae.data.features import header, stream_table
 from anymae.data.files import (
     COLUMNS,
     FASTA,
@@ -520,6 +522,15 @@ def prepare(config: DataConfig, out: Path, workers: int = 0, chunk: int = CHUNK)
 
             found = stream_strings(files, config, start, config.name, workers or os.cpu_count() or 1, chunk)
             meta = writers[0].finish(found["splits"], None, {**found["about"], **stamps})
+        elif files is not None and features_only(files, config):
+            tables: list[StoreWriter] = []
+
+            def start_table(spec: ModalitySpec) -> StoreWriter:
+                tables.append(StoreWriter(tmp, spec, ragged=False))
+                return tables[0]
+
+            found = stream_table(files, config, start_table, config.name, chunk)
+            meta = tables[0].finish(found["dataset"].splits, found["labels"], {**about(found["dataset"]), **stamps})
         else:
             meta = write_whole(load_dataset(config), tmp, stamps)
         if out.exists():  # the old store stops opening before the new one moves in
@@ -546,9 +557,25 @@ def write_whole(dataset: Dataset, folder: Path, stamps: dict, chunk: int = CHUNK
         writer.add(part, ids)
         counter.update(len(part))
     counter.close()
-    about = {key: getattr(dataset, key) for key in ("name", "source", "license", "task", "metric", "notes")}
     labels = None if dataset.labels is None else np.asarray(dataset.labels)
-    return writer.finish(dataset.splits, labels, {**about, **stamps})
+    return writer.finish(dataset.splits, labels, {**about(dataset), **stamps})
+
+
+def about(dataset: Dataset) -> dict:
+    """What a store notes about its dataset."""
+    return {key: getattr(dataset, key) for key in ("name", "source", "license", "task", "metric", "notes")}
+
+
+def features_only(files: list[Path], config: DataConfig) -> bool:
+    """CSV / TSV tables whose every column is a feature (or the label, or the ids): read twice in
+    chunks (data/features.py). Tables with a column of strings as samples, importance maps, series,
+    and settings that do not fit tables (refused by load_dataset) are read whole."""
+    if kind(files[0]) not in (".csv", ".tsv") or config.column or config.importance or config.kmer != 1:
+        return False
+    if config.modality not in ("", "tabular") or config.layer or config.normalise != "none":
+        return False
+    names = {c.lower() for c in header(files[0])} - {config.id.lower()}
+    return config.modality == "tabular" or not any(names & set(COLUMNS[m]) for m in ("smiles", "text", "protein"))
 
 
 def settings(config: DataConfig) -> dict:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from anymae.config import MODALITIES, DataConfig
 from anymae.data.dataset import Dataset
+from anymae.data.features import tabular_dataset
 from anymae.data.images import load_image_arrays, load_image_folder, read_npz
 from anymae.data.records import BadRecords, array_task, parse_number
 from anymae.data.sequences import (
@@ -41,7 +42,7 @@ from anymae.data.sequences import (
 from anymae.data.series import read_ts, series_dataset, table_series
 from anymae.data.sets import load_set_arrays
 from anymae.data.singlecell import h5ad_dataset
-from anymae.data.tables import Table, read_table, tabular_dataset
+from anymae.data.tables import Table, read_table
 from anymae.errors import UserError
 
 FASTA = (".fasta", ".fa", ".faa", ".fna", ".fas", ".ffn", ".fsa")

@@ -21,12 +21,13 @@ from anymae.config import DataConfig
 from anymae.data import particles
 from anymae.data.carriers import Carrier, Debian
 from anymae.data.dataset import Dataset, random_splits
+from anymae.data.features import tabular_dataset
 from anymae.data.images import image_dataset, read_npz
 from anymae.data.records import BadRecords, numbered_lines
 from anymae.data.sequences import read_fasta, strings_dataset
 from anymae.data.series import read_ts, series_dataset
 from anymae.data.sets import sets_dataset
-from anymae.data.tables import Table, read_csv, read_table, tabular_dataset
+from anymae.data.tables import Table, read_csv, read_table
 from anymae.errors import UserError
 
 

@@ -127,7 +127,7 @@ def raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     more than the file limit after decompression, and UTF-16 text (a byte-order mark). A UTF-8
     byte-order mark at the start is dropped.
     """
-    number, total = 0, 0
+    number, total, limit = 0, 0, max_file_bytes()
     with open_binary(path) as f:
         try:
             for raw in split_lines(f):
@@ -137,7 +137,7 @@ def raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
                     raise UserError(
                         f"{path}, line {number}: longer than the limit of {MAX_LINE_BYTES // MIB} MiB for one line"
                     )
-                if total > max_file_bytes():
+                if total > limit:
                     check_size(path, total)
                 if number == 1:
                     if raw.startswith(UTF16_BOMS):
