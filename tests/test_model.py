@@ -158,7 +158,8 @@ def test_recomputing_activations_gives_the_same_loss_and_gradients(mode, strateg
         select = build_strategy(MaskingConfig(strategy=strategy), model.spec, model.config)
         out = reconstruction(model, id_batch(), select, torch.Generator().manual_seed(3), progress=0.5)
         out.loss.backward()
-        results.append((out.loss.detach(), out.masked, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        results.append((out.loss.detach(), out.masked, grads))
     (loss, masked, grads), (loss2, masked2, grads2) = results
     assert torch.equal(masked, masked2)
     assert torch.allclose(loss, loss2, atol=1e-6, rtol=0)
