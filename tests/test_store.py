@@ -512,3 +512,19 @@ def test_an_id_column_is_no_feature_and_a_store_keeps_it(tmp_path):
     assert_same(keyed, load_dataset(DataConfig(name=str(tmp_path / "store"))))
     with pytest.raises(UserError, match=r"was prepared with data.id='key', not 'other'"):
         load_dataset(DataConfig(name=str(tmp_path / "store"), id="other"))
+
+
+@pytest.mark.parametrize("make", [lambda d: DATA / "uniprot_head.fasta", lambda d: write_table(d / "t.csv")])
+def test_released_pages_read_back_the_same_tokens(tmp_path, monkeypatch, make):
+    """A reader lets go of the mapped pages it read (they stay in the page cache) every
+    KEEP_MAPPED_BYTES; the rows read after that are the same (here: released at every read)."""
+    from anymae.data import store
+
+    released = []
+    monkeypatch.setattr(store, "KEEP_MAPPED_BYTES", 1)
+    monkeypatch.setattr(
+        store.StoredTokens, "release", lambda self, real=store.StoredTokens.release: released.append(real(self))
+    )
+    memory, stored = round_trip(tmp_path, DataConfig(name=str(make(tmp_path))), workers=1, chunk=7)
+    assert_same(memory, stored)
+    assert len(released) >= 2  # every take: the whole read and each batch
