@@ -7,7 +7,8 @@ process touched, which are page cache shared by every process mapping them) and 
 anonymous memory (RssAnon, sampled every 0.1 s: what the process itself holds):
 
 - `anymae data prepare FILE --out STORE`: seconds, sequences/s, peak memory;
-- `anymae pretrain --data STORE --steps S` (the default protein model, data.max_tokens=256):
+- `anymae pretrain --data STORE --steps S` (the default protein model, data.max_tokens=256; and
+  with train.recompute=true):
   seconds from the command to the start of its first training step, steps' samples/s and
   peak memory; the same run with `--data FILE` (in memory) for the smaller file beside it;
 - the data side alone (open the data, draw 200 batches of 256 as training does): peak memory
@@ -160,12 +161,12 @@ def loader(data: str) -> dict:
     }
 
 
-def pretrain(data: str, out: Path, steps: int) -> dict:
+def pretrain(data: str, out: Path, steps: int, *settings: str) -> dict:
     """A run's peak memory, seconds from the command to the start of its first step (the first
     step's line less the step itself, which metrics.jsonl times), and the median samples/s of
     its steps after the first two (warm-up)."""
     argv = [*ANYMAE, "pretrain", "--data", data, "--steps", str(steps), "--out", str(out)]
-    result = run([*argv, "train.log_every=1", f"train.checkpoint_every={steps}"], first="step 1/")
+    result = run([*argv, "train.log_every=1", f"train.checkpoint_every={steps}", *settings], first="step 1/")
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     result["to_first_step_s"] = round(result.pop("first_step_s") - lines[0]["elapsed_s"], 2)
     return {**result, "samples_per_s": round(float(np.median([x["samples_per_s"] for x in lines[2:]])), 1)}
@@ -249,6 +250,7 @@ def main() -> None:
             results["runs"][n] = row
             continue
         row["pretrain_store"] = pretrain(str(store), runs / "store", args.steps)
+        row["pretrain_store_recompute"] = pretrain(str(store), runs / "recompute", args.steps, "train.recompute=true")
         if n == sizes[0]:
             row["pretrain_memory"] = pretrain(str(fasta), runs / "memory", args.steps)
         tiny = ["model.dim=32", "model.depth=1", "model.decoder_dim=32", "model.decoder_depth=1"]
