@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from anymae.config import DataConfig
-from anymae.data import load_dataset, tables
+from anymae.data import features, load_dataset, tables
 from anymae.data.corpus import prepare
 from anymae.errors import UserError
 from anymae.tokens import ScaleFit, fit_scale
@@ -164,3 +164,42 @@ def test_scale_fit_in_blocks_is_fit_scale_and_ignores_chunking(monkeypatch):
     assert results[0] == results[1] == results[2]
     np.testing.assert_allclose(results[0][0], fit_scale(values)[0], rtol=1e-9)
     np.testing.assert_allclose(results[0][1], fit_scale(values)[1], rtol=1e-9)
+
+
+def test_the_text_is_parsed_once_through_a_scratch_file_removed_at_the_end(tmp_path, monkeypatch):
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,c,n\n" + "\n".join(numbers(30)) + "\n")
+    reads, scratch = [], []
+    real_chunks, real_iter = features.csv_chunks, features.ParsedChunks.__iter__
+
+    def counted(*args):
+        reads.append(1)
+        return real_chunks(*args)
+
+    def seen(self):
+        if self.path is not None:  # None: --data FILE's chunks, in memory
+            scratch.append((self.path.name, self.path.stat().st_size))
+        return real_iter(self)
+
+    monkeypatch.setattr(features, "csv_chunks", counted)
+    monkeypatch.setattr(features.ParsedChunks, "__iter__", seen)
+    memory, store = stored(tmp_path, DataConfig(name=str(path), id="n"), chunk=4)
+    assert_exact(memory, store)
+    assert len(reads) == 1  # pass 2 read the parsed chunks, not the text
+    assert scratch[0][0] == "parsed-rows.scratch" and scratch[0][1] > 0
+    assert not list(tmp_path.rglob("*.scratch"))
+    path.write_text("a,b\n1,2\n3,inf\n")  # an error after pass 1 wrote its scratch file
+    with pytest.raises(UserError, match="line 3: field 'b' is infinite"):
+        features.stream_table([path], DataConfig(name=str(path)), None, "t", tmp_path / "x.scratch", chunk=1)
+    assert not (tmp_path / "x.scratch").exists()
+
+
+def test_a_column_made_categorical_by_a_field_over_several_lines_is_scanned_again(tmp_path):
+    rows = ["a,b,c"] + [f"{i},{i % 4},{i * 2}" for i in range(12)]
+    rows[3] = '1,x,"2\n3"'  # c breaks (a bad record), and b holds a word only there
+    path = tmp_path / "t.csv"
+    path.write_text("\n".join(rows) + "\n")
+    memory, store = stored(tmp_path, DataConfig(name=str(path), on_bad_record="skip"), chunk=5)
+    assert_exact(memory, store)
+    assert memory.notes["skipped_at"] == ["line 4"]
+    assert memory.spec.features == ("a", "b=0", "b=1", "b=2", "b=3", "c")  # the word's row dropped, its levels

@@ -529,7 +529,7 @@ def prepare(config: DataConfig, out: Path, workers: int = 0, chunk: int = CHUNK)
                 tables.append(StoreWriter(tmp, spec, ragged=False))
                 return tables[0]
 
-            found = stream_table(files, config, start_table, config.name, chunk)
+            found = stream_table(files, config, start_table, config.name, tmp / "parsed-rows.scratch", chunk)
             meta = tables[0].finish(found["dataset"].splits, found["labels"], {**about(found["dataset"]), **stamps})
         else:
             meta = write_whole(load_dataset(config), tmp, stamps)

@@ -2,9 +2,10 @@
 at a time, in two passes at memory independent of the number of rows.
 
 Pass 1 (`Scan`) learns per column whether it is numeric or categorical (and its levels), which
-rows are bad records, and the scaling of each feature (tokens.ScaleFit); `Plan.resolve` then
-reports the bad records in the order the rules below give them; pass 2 (`Plan.encode`) turns
-each chunk into feature rows. `tabular_dataset` (a table in memory: `--data FILE`, built-ins)
+rows are bad records, and the scaling of each feature (tokens.ScaleFit), keeping each chunk it
+parsed (`Parsed`: in memory, or a scratch file for a store); `plan` then reports the bad records
+in the order the rules below give them; pass 2 (`Plan.encode`) turns each parsed chunk into
+feature rows, without parsing the text again. `tabular_dataset` (a table in memory: `--data FILE`, built-ins)
 and `stream_table` (CSV / TSV files into a store, data/corpus.py) both run them, so a store holds
 exactly what `--data FILE` reads, however the rows are chunked.
 
@@ -18,6 +19,7 @@ number among words).
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,56 @@ from anymae.tokens import FLOAT32_MAX, FeatureTokens, ScaleFit, TokenArrays
 CHUNK = 8192  # rows read, checked and tokenised at a time
 
 Chunks = Callable[[], Iterable[tuple[list[list], list[str]]]]  # a new pass over (rows, places) chunks
+
+
+@dataclass
+class Parsed:
+    """A chunk as pass 1 read it, all pass 2 needs: its rows' indices (less those dropped for a field
+    over several lines), their kept columns' numbers (n, kept; NaN where missing or categorical), the
+    cells of categorical columns (stripped; None = missing), places and ids."""
+
+    index: np.ndarray
+    values: np.ndarray
+    cells: dict[int, list]
+    places: list[str]
+    ids: list[str] | None
+
+
+class ParsedChunks:
+    """Pass 1's parsed chunks kept for pass 2 (which then parses no text): in memory, or appended to
+    a scratch file at `path` (pickled; constant memory), removed by `close`."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path, self.held = path, []
+        self.clear()
+
+    def clear(self) -> None:
+        self.held = []
+        if self.path is not None:
+            self.path.write_bytes(b"")
+
+    def add(self, chunk: Parsed) -> None:
+        if self.path is None:
+            self.held.append(chunk)
+            return
+        with open(self.path, "ab") as f:
+            pickle.dump(chunk, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def __iter__(self) -> Iterator[Parsed]:
+        if self.path is None:
+            yield from self.held
+            return
+        with open(self.path, "rb") as f:
+            while True:
+                try:
+                    yield pickle.load(f)
+                except EOFError:
+                    return
+
+    def close(self) -> None:
+        self.held = []
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
 
 def numbers(cells) -> tuple[np.ndarray, np.ndarray, int | None]:
@@ -106,6 +158,7 @@ class Scan:
     places: dict[int, str] = field(default_factory=dict)  # places of the rows above
     all_places: list[str] | None = None  # every row's place, when asked (labels, importance maps)
     fit: ScaleFit | None = None
+    parsed: ParsedChunks = field(default_factory=ParsedChunks)
 
     def __post_init__(self) -> None:
         width = len(self.layout.keep)
@@ -114,6 +167,7 @@ class Scan:
         self.levels = [{} for _ in range(width)]
         self.odd = [None] * width
         self.fit = ScaleFit(width)
+        self.parsed.clear()
 
     def add(self, rows: list[list], places: list[str]) -> None:
         first, layout = self.rows, self.layout
@@ -134,6 +188,7 @@ class Scan:
             rows, places, index = [rows[k] for k in keep], [places[k] for k in keep], [index[k] for k in keep]
         if not rows:
             return
+        ids = None if layout.id is None else [str(row[layout.id]) for row in rows]
         columns = list(zip(*rows))
         n = len(rows)
         values = np.full((n, len(layout.keep)), np.nan)
@@ -175,6 +230,7 @@ class Scan:
             self.sparse[index[r]] = int(present[0]) if len(present) else None
             self.places[index[r]] = places[r]
         self.fit.add(values[fits])
+        self.parsed.add(Parsed(np.asarray(index, dtype=np.int64), values, cells_of, places, ids))
         for p, cells in cells_of.items():
             counts = self.levels[p]
             for cell, fit in zip(cells, fits.tolist()):
@@ -194,16 +250,25 @@ class Scan:
         return sorted(found)
 
 
-def scan(chunks: Chunks, layout: Layout, bad: BadRecords, counter=None, maps: bool = False) -> Scan:
-    """Pass 1, and a second one in the rare case the first guessed wrong (see Scan). Every row's
-    place is kept for labelled tables and importance `maps` (their checks may name any row)."""
+def scan(
+    chunks: Chunks,
+    layout: Layout,
+    bad: BadRecords,
+    counter=None,
+    maps: bool = False,
+    parsed: ParsedChunks | None = None,
+) -> Scan:
+    """Pass 1, and a second one in the rare case the first guessed wrong (see Scan), its chunks
+    parsed into `parsed` (default: in memory). Every row's place is kept for labelled tables and
+    importance `maps` (their checks may name any row)."""
     every = [] if layout.label is not None or maps else None
-    first = Scan(layout, all_places=every)
+    first = Scan(layout, all_places=every, parsed=parsed or ParsedChunks())
     for rows, places in chunks():
         first.add(rows, places)
         if counter is not None:
             counter.update(len(rows))
     numeric = first.numeric
+    parsed_as = list(numeric)
     for _, cells, _ in first.multiline:  # a field over several lines does not make a column categorical
         for p, c in enumerate(layout.keep):
             cell = cells[c]
@@ -220,9 +285,12 @@ def scan(chunks: Chunks, layout: Layout, bad: BadRecords, counter=None, maps: bo
     categorical = {p for p, is_number in enumerate(numeric) if not is_number}
     if any(p in categorical for big in first.huge.values() for p, _ in big):
         first.stale = True
+    if numeric != parsed_as:  # a column made categorical by a field over several lines: its levels uncounted
+        first.stale = True
     if not first.stale:
         return first
-    again = Scan(layout, numeric=numeric, removed=frozenset(removed), all_places=None if every is None else [])
+    places = None if every is None else []
+    again = Scan(layout, numeric=numeric, removed=frozenset(removed), all_places=places, parsed=first.parsed)
     for rows, places in chunks():
         again.add(rows, places)
     return again
@@ -240,27 +308,26 @@ class Plan:
     rows: int
     maps: np.ndarray | None = None  # importance maps, one row per row read
 
-    def encode(self, rows: list[list], first: int) -> tuple[np.ndarray, list[int]]:
-        """A chunk's kept rows as features (n, F), NaN where missing; and their positions in the chunk."""
-        kept = [i for i in range(len(rows)) if first + i not in self.skip]
-        rows = [rows[i] for i in kept] if len(kept) < len(rows) else rows
-        columns = list(zip(*rows)) if rows else [()] * len(self.layout.columns)
+    def encode(self, chunk: Parsed) -> tuple[np.ndarray, np.ndarray]:
+        """A parsed chunk's kept rows as features (n, F), NaN where missing; and their positions in it."""
+        kept = np.flatnonzero(~np.isin(chunk.index, list(self.skip))) if self.skip else np.arange(len(chunk.index))
+        values = chunk.values[kept] if len(kept) < len(chunk.index) else chunk.values
         blocks = []
-        for c, levels in zip(self.layout.keep, self.levels):
+        for p, levels in enumerate(self.levels):
             if levels is None:
-                blocks.append(numbers(columns[c])[0][:, None])
+                blocks.append(values[:, p : p + 1])
                 continue
-            block = np.zeros((len(rows), len(levels)))
-            for r, cell in enumerate(columns[c]):
-                if is_missing(cell):
+            block = np.zeros((len(kept), len(levels)))
+            for r, cell in enumerate(chunk.cells[p][i] for i in kept):
+                if cell is None:
                     block[r] = np.nan
                 else:
-                    block[r, levels[str(cell).strip()]] = 1.0
+                    block[r, levels[cell]] = 1.0
             blocks.append(block)
         return np.concatenate(blocks, axis=1), kept
 
 
-def plan(found: Scan, bad: BadRecords, name: str, chunks, splits=None, importance: list | None = None) -> Plan:
+def plan(found: Scan, bad: BadRecords, name: str, splits=None, importance: list | None = None) -> Plan:
     """The features and rows that `found` gives, reporting bad records in the order of the rules."""
     layout, numeric = found.layout, found.numeric
     features, levels = [], []
@@ -313,7 +380,10 @@ def plan(found: Scan, bad: BadRecords, name: str, chunks, splits=None, importanc
     problems = {} if labels is None else {r: p for r, v in zip(rows, labels) if (p := label_problem(v))}
     counts = None
     if importance is not None:  # the maps' lengths are checked against every row's valid tokens
-        counts = np.concatenate([np.isfinite(result.encode(part, first)[0]).sum(1) for first, part in chunks()])
+        counts = np.zeros(found.rows, dtype=np.int64)  # rows dropped for a field over several lines: skipped
+        for chunk in found.parsed:
+            x, kept = result.encode(chunk)
+            counts[chunk.index[kept]] = np.isfinite(x).sum(1)
         result.maps = np.zeros((found.rows, spec.max_tokens), dtype=np.float32)
     width = [1 if lv is None else len(lv) for lv in levels]
     suspects = rows if importance is not None else sorted({*found.sparse, *odd_labels, *problems} - skip)
@@ -402,30 +472,18 @@ def tabular_dataset(
             yield table.rows[begin : begin + CHUNK], table.places[begin : begin + CHUNK]
 
     about = {"name": table.path.name, "source": str(table.path), **about}
-    found = scan(chunks, layout, bad, maps=importance is not None)
-    found = plan(found, bad, about["name"], numbered(chunks), about.get("splits"), importance)
-    parts, ids, begin = [], [], 0
-    for rows, places in chunks():
-        x, kept = found.encode(rows, begin)
+    scanned = scan(chunks, layout, bad, maps=importance is not None)
+    found = plan(scanned, bad, about["name"], about.get("splits"), importance)
+    parts, ids = [], []
+    for chunk in scanned.parsed:
+        x, kept = found.encode(chunk)
         parts.append(found.spec.tokenize(x))
-        ids += [places[i] for i in kept]
-        begin += len(rows)
+        ids += [chunk.places[i] for i in kept]
+    scanned.parsed.close()
     tokens = TokenArrays(np.concatenate([t.inputs for t in parts]), np.concatenate([t.valid for t in parts]))
     if found.maps is not None:
         tokens.importance = found.maps[kept_rows(found.rows, found.skip)]
     return ending(found, bad, tokens, ids, **about)
-
-
-def numbered(chunks: Chunks) -> Callable[[], Iterator[tuple[int, list[list]]]]:
-    """(first row's index, rows) of each chunk."""
-
-    def each() -> Iterator[tuple[int, list[list]]]:
-        first = 0
-        for rows, _ in chunks():
-            yield first, rows
-            first += len(rows)
-
-    return each
 
 
 def kept_rows(rows: int, skip: set[int]) -> np.ndarray:
@@ -492,28 +550,34 @@ def csv_chunks(files: list[Path], bad: BadRecords | None, size: int) -> Iterator
             bad.take(own, where)
 
 
-def stream_table(files: list[Path], config: DataConfig, start: Callable, name: str, chunk: int = CHUNK) -> dict:
-    """CSV / TSV files of features read twice a chunk at a time into the writer `start(spec)` returns,
-    with the tokens, bad records, labels, ids and splits of `--data FILE`; what the store notes."""
+def stream_table(
+    files: list[Path], config: DataConfig, start: Callable, name: str, scratch: Path, chunk: int = CHUNK
+) -> dict:
+    """CSV / TSV files of features read a chunk at a time into the writer `start(spec)` returns, with
+    the tokens, bad records, labels, ids and splits of `--data FILE`; what the store notes. The text
+    is parsed once: pass 2 reads pass 1's parsed chunks from the file `scratch` (removed at the end)."""
     bad = BadRecords(config.name if len(files) > 1 else files[0], config.on_bad_record)
     table = Table(files[0], header(files[0]), [], [])
     if config.id:  # looked up first, as load_table does
         table.column(config.id, "--id")
     layout = Layout.of(table, config.label, config.id)
     read = Counter(f"reading {name}", "rows")
-    with streaming():  # no limit on the file's size
-        found = scan(lambda: csv_chunks(files, bad, chunk), layout, bad, read)
-        read.close()
-        result = plan(found, bad, files[0].name, None)
-        writer = start(result.spec)
-        written, first = Counter(f"writing {name}", "rows", found.rows), 0
-        for rows, places in csv_chunks(files, None, chunk):
-            x, kept = result.encode(rows, first)
-            names = places if layout.id is None else [str(row[layout.id]) for row in rows]
-            writer.add(result.spec.tokenize(x), [names[i] for i in kept])
-            first += len(rows)
-            written.update(len(rows))
-        written.close()
+    parsed = ParsedChunks(scratch)
+    try:
+        with streaming():  # no limit on the file's size
+            found = scan(lambda: csv_chunks(files, bad, chunk), layout, bad, read, parsed=parsed)
+            read.close()
+            result = plan(found, bad, files[0].name)
+            writer = start(result.spec)
+            written = Counter(f"writing {name}", "rows", found.rows)
+            for part in parsed:
+                x, kept = result.encode(part)
+                names = part.places if part.ids is None else part.ids
+                writer.add(result.spec.tokenize(x), [names[i] for i in kept])
+                written.update(len(part.index))
+            written.close()
+    finally:
+        parsed.close()
     empty = TokenArrays(np.zeros((0, result.spec.max_tokens, 1), dtype=np.float32), np.zeros((0, 0), dtype=bool))
     dataset = ending(result, bad, empty, [], name=files[0].name, source=str(files[0]))
     return {"dataset": dataset, "labels": None if dataset.labels is None else np.asarray(dataset.labels)}
