@@ -203,3 +203,41 @@ def test_a_column_made_categorical_by_a_field_over_several_lines_is_scanned_agai
     assert_exact(memory, store)
     assert memory.notes["skipped_at"] == ["line 4"]
     assert memory.spec.features == ("a", "b=0", "b=1", "b=2", "b=3", "c")  # the word's row dropped, its levels
+
+
+def decimals(n: int) -> list[str]:
+    """Rows of plain decimals in every form (a numeric label y and numeric ids n), one beyond float32."""
+    forms = ["1", "-2.5", ".5", "+3.", "1e-3", "1E+05", "-0", "007", "2.5e-320"]
+    rows = [f"{forms[i % 9]},{forms[(i * 5) % 9]},{i * 0.37:.3f},{i % 2},{1000 + i}" for i in range(n)]
+    rows[11] = "1e39,2,3,0,1011"
+    return ["a,b,c,y,n", *rows]
+
+
+@pytest.mark.parametrize("odd", [None, "NA", "", "nan", "1e999", "red", "1_0", "1 2"])
+def test_numeric_blocks_parsed_at_once_are_what_their_cells_give(tmp_path, monkeypatch, odd):
+    """Blocks of plain decimals are parsed at once (NumericRows); a block with any other cell (here a
+    late one) is read cell by cell. The store is exactly `--data FILE` (always cell by cell), and the
+    store prepared with no block parsed at once."""
+    monkeypatch.setattr(tables, "PLAIN", 4)
+    rows = decimals(40)
+    if odd is not None:
+        rows[37] = f"4,{odd},5,1,1036"
+    path = tmp_path / "t.csv"
+    path.write_text("\n".join(rows) + "\n")
+    config = DataConfig(name=str(path), label="y", id="n", on_bad_record="skip")
+    at_once = []
+    numeric_rows = tables.numeric_rows
+    monkeypatch.setattr(tables, "numeric_rows", lambda *a: at_once.append(numeric_rows(*a)) or at_once[-1])
+    if odd == "1_0":
+        with pytest.raises(UserError, match=r"line 38: field 'b' = '1_0' is not a plain number"):
+            prepare(DataConfig(**vars(config)), tmp_path / "store", chunk=8)
+        return
+    memory, store = stored(tmp_path, config, chunk=8)
+    assert_exact(memory, store)
+    at_once_per_pass = {None: 10, "1e999": 10, "red": 18, "1 2": 18}.get(odd, 9)  # of 10; b a category: read again
+    assert sum(block is not None for block in at_once) == at_once_per_pass
+    monkeypatch.setattr(tables, "numeric_rows", lambda *a: None)
+    out = tmp_path / "cell-by-cell"
+    prepare(DataConfig(**vars(config)), out, chunk=8)
+    assert_exact(load_dataset(DataConfig(name=str(out))), store)
+    assert memory.notes["skipped_at"][0] == "line 13"  # 1e39

@@ -29,14 +29,14 @@ import numpy as np
 from anymae.config import DataConfig
 from anymae.data.dataset import MIN_TOKENS, Dataset, fill_map, split_kept, too_few
 from anymae.data.records import BadRecords, label_problem, labels_and_task, odd_kind_labels, odd_number, streaming
-from anymae.data.tables import MAX_LEVELS, Table, as_number, csv_rows, delimiter, is_missing
+from anymae.data.tables import MAX_LEVELS, NumericRows, Table, as_number, csv_rows, delimiter, is_missing
 from anymae.errors import UserError
 from anymae.progress import Counter
 from anymae.tokens import FLOAT32_MAX, FeatureTokens, ScaleFit, TokenArrays
 
 CHUNK = 8192  # rows read, checked and tokenised at a time
 
-Chunks = Callable[[], Iterable[tuple[list[list], list[str]]]]  # a new pass over (rows, places) chunks
+Chunks = Callable[[], Iterable[tuple[list[list] | NumericRows, list[str]]]]  # a new pass over (rows, places) chunks
 
 
 @dataclass
@@ -169,18 +169,21 @@ class Scan:
         self.fit = ScaleFit(width)
         self.parsed.clear()
 
-    def add(self, rows: list[list], places: list[str]) -> None:
+    def add(self, rows: list[list] | NumericRows, places: list[str]) -> None:
+        """A chunk of rows: cells, or NumericRows (read as cells unless every kept column is numeric)."""
         first, layout = self.rows, self.layout
+        if isinstance(rows, NumericRows) and (not all(self.numeric) or (self.known and self.removed)):
+            rows = rows.cells()
         self.rows += len(rows)
         if layout.label is not None:
-            self.labels += [row[layout.label] for row in rows]
+            self.labels += cells_of_column(rows, layout.label)
         if self.all_places is not None:
             self.all_places += places
         index = list(range(first, first + len(rows)))
         if self.known:
             gone = {i for i in index if i in self.removed} if self.removed else set()
         else:
-            at = self.multiline_rows(rows)
+            at = [] if isinstance(rows, NumericRows) else self.multiline_rows(rows)
             self.multiline += [(first + i, rows[i], places[i]) for i in at]
             gone = {first + i for i in at}
         if gone:
@@ -188,13 +191,15 @@ class Scan:
             rows, places, index = [rows[k] for k in keep], [places[k] for k in keep], [index[k] for k in keep]
         if not rows:
             return
-        ids = None if layout.id is None else [str(row[layout.id]) for row in rows]
-        columns = list(zip(*rows))
+        ids = None if layout.id is None else [str(cell) for cell in cells_of_column(rows, layout.id)]
         n = len(rows)
         values = np.full((n, len(layout.keep)), np.nan)
         missing = np.zeros((n, len(layout.keep)), dtype=bool)
         cells_of: dict[int, list] = {}
-        for p, c in enumerate(layout.keep):
+        columns = None if isinstance(rows, NumericRows) else list(zip(*rows))
+        if columns is None:  # no cell missing, every kept column numeric (see above)
+            values[:] = rows.values[:, layout.keep]
+        for p, c in [] if columns is None else enumerate(layout.keep):
             cells = columns[c]
             if self.numeric[p]:
                 column, ok, odd = numbers(cells)
@@ -220,8 +225,8 @@ class Scan:
             self.places[index[r]] = places[r]
             fits[r] = False
         if layout.label is not None:
-            for r, row in enumerate(rows):
-                if is_missing(row[layout.label]):
+            for r, cell in enumerate(cells_of_column(rows, layout.label)):
+                if is_missing(cell):
                     self.no_label.append(index[r])
                     self.places[index[r]] = places[r]
                     fits[r] = False
@@ -248,6 +253,10 @@ class Scan:
                 pass
             found.update(i for i, cell in enumerate(cells) if isinstance(cell, str) and "\n" in cell)
         return sorted(found)
+
+
+def cells_of_column(rows: list[list] | NumericRows, index: int) -> list:
+    return rows.column(index) if isinstance(rows, NumericRows) else [row[index] for row in rows]
 
 
 def scan(
@@ -525,27 +534,31 @@ def header(path: Path) -> list[str]:
     return next(csv_rows(path, BadRecords(path, "skip"), delimiter(path)))
 
 
-def csv_chunks(files: list[Path], bad: BadRecords | None, size: int) -> Iterator[tuple[list[list], list[str]]]:
+def csv_chunks(files: list[Path], bad: BadRecords | None, size: int) -> Iterator[tuple[list | NumericRows, list[str]]]:
     """(rows, places) of CSV / TSV shards in chunks of `size`; their own bad records go to `bad` (None:
     a later pass, already reported). Shards must have the same columns; places name the shard."""
     columns = None
     for path in files:
         own = BadRecords(path, "skip" if bad is None else bad.policy)
         where = f"{path.name}, " if len(files) > 1 else ""
-        rows = csv_rows(path, own, delimiter(path))
+        rows = csv_rows(path, own, delimiter(path), numbers=True)
         found = next(rows)
         if columns is not None and found != columns:
             raise UserError(f"{path}: columns {', '.join(found)} differ from {files[0]}'s {', '.join(columns)}")
         columns = found
-        held: tuple[list, list] = ([], [])
-        for cells, places in rows:
-            held[0].extend(cells)
-            held[1].extend(where + place for place in places)
-            while len(held[0]) >= size:
-                yield held[0][:size], held[1][:size]
-                held = (held[0][size:], held[1][size:])
-        if held[0]:
-            yield held
+        held: list = []  # blocks of rows (lists of cells, NumericRows) and their places
+        places: list[str] = []
+        for cells, where_in in rows:
+            held.append(cells)
+            places += [where + place for place in where_in]
+            if len(places) >= size:
+                block = NumericRows.joined(held)
+                while len(block) >= size:
+                    yield block[:size], places[:size]
+                    block, places = block[size:], places[size:]
+                held = [block]
+        if places:
+            yield NumericRows.joined(held), places
         if bad is not None:
             bad.take(own, where)
 

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from anymae.data.records import MAX_LINE_BYTES, BadRecords, brief, check_size, numbered_lines, parse_number
 from anymae.errors import UserError
 
@@ -113,13 +115,17 @@ def read_csv(path: Path, bad: BadRecords, delimiter: str = ",", header: bool = T
     return Table(path, columns, rows, places)
 
 
-def csv_rows(path: Path, bad: BadRecords, delimiter: str = ",", header: bool = True, skip: int = 0) -> Iterator:
+def csv_rows(
+    path: Path, bad: BadRecords, delimiter: str = ",", header: bool = True, skip: int = 0, numbers: bool = False
+) -> Iterator:
     """A CSV file read record by record with Python's csv parser (strict quoting): first its column
     names, then blocks of records ([cells], ["line N"]). A record with the wrong number of fields,
     or quoting the parser refuses, is a bad record at the line where it starts; a quoted field may
     span lines only when its record then has the right fields. Runs of PLAIN lines without a quote
-    that all have the right fields are parsed at once (plain_rows); any other line record by record."""
+    that all have the right fields are parsed at once (plain_rows); any other line record by record.
+    With `numbers`, a run whose every cell is a plain decimal comes as NumericRows instead of cells."""
     csv.field_size_limit(MAX_LINE_BYTES)
+    decimals = re.compile(f"[-+.eE0-9\n{re.escape(delimiter)}]*")
     feed = Feed((number, line) for number, line in numbered_lines(path, bad) if number > skip)
     reader = csv.reader(feed, delimiter=delimiter, strict=True)
     columns: list[str] | None = None
@@ -127,7 +133,12 @@ def csv_rows(path: Path, bad: BadRecords, delimiter: str = ",", header: bool = T
     while True:
         if columns is not None and len(columns) > 1 and feed.pos == len(feed.held):
             lines = [line for line in itertools.islice(feed.lines, PLAIN)]
-            cells = plain_rows(lines, delimiter, len(columns))
+            text = "\n".join(text for _, text in lines)
+            cells = None
+            if numbers and decimals.fullmatch(text):
+                cells = numeric_rows(text, len(lines), delimiter, len(columns))
+            if cells is None:
+                cells = plain_rows(text, len(lines), delimiter, len(columns))
             if cells is not None:
                 rows += len(cells)
                 yield cells, [f"line {number}" for number, _ in lines]
@@ -184,12 +195,11 @@ SPACE = re.compile(r"[^\S\n]")  # white space in a cell (not a line end)
 TAB_SPACE = re.compile(r"[^\S\n\t]")  # the same where tabs separate cells
 
 
-def plain_rows(lines: list[tuple[int, str]], delimiter: str, width: int) -> list[list[str]] | None:
-    """The cells of lines that hold no quote and no carriage return, each with `width` fields (so
-    none is blank, none bad), stripped; None when any line needs reading record by record. For
-    such lines the strict csv parser splits at each delimiter and nowhere else: str.split does."""
-    text = "\n".join(text for _, text in lines)
-    if not lines or '"' in text or "\r" in text:
+def plain_rows(text: str, count: int, delimiter: str, width: int) -> list[list[str]] | None:
+    """The cells of `count` lines (`text`) that hold no quote and no carriage return, each with `width`
+    fields (so none is blank, none bad), stripped; None when any line needs reading record by record.
+    For such lines the strict csv parser splits at each delimiter and nowhere else: str.split does."""
+    if not count or '"' in text or "\r" in text:
         return None
     rows = [line.split(delimiter) for line in text.split("\n")]
     if any(len(row) != width for row in rows):
@@ -197,6 +207,52 @@ def plain_rows(lines: list[tuple[int, str]], delimiter: str, width: int) -> list
     if (TAB_SPACE if delimiter == "\t" else SPACE).search(text):
         rows = [[c.strip() for c in row] for row in rows]
     return rows
+
+
+@dataclass
+class NumericRows:
+    """Lines whose cells are all plain decimals (numeric_rows): their numbers, parsed at once, and
+    the lines, for the cells as text where a column is read as text (a label, ids, categories)."""
+
+    values: np.ndarray  # (rows, columns) float64
+    lines: list[str]
+    delimiter: str
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __getitem__(self, rows: slice) -> NumericRows:
+        return NumericRows(self.values[rows], self.lines[rows], self.delimiter)
+
+    def cells(self) -> list[list[str]]:
+        """The rows as plain_rows gives them (no cell holds white space)."""
+        return [line.split(self.delimiter) for line in self.lines]
+
+    def column(self, index: int) -> list[str]:
+        return [line.split(self.delimiter)[index] for line in self.lines]
+
+    @staticmethod
+    def joined(blocks: list) -> NumericRows | list[list[str]]:
+        """Blocks of rows (NumericRows, or lists of cells) as one."""
+        if all(isinstance(block, NumericRows) for block in blocks):
+            values = np.concatenate([block.values for block in blocks])
+            return NumericRows(values, [line for block in blocks for line in block.lines], blocks[0].delimiter)
+        return [row for block in blocks for row in (block.cells() if isinstance(block, NumericRows) else block)]
+
+
+def numeric_rows(text: str, count: int, delimiter: str, width: int) -> NumericRows | None:
+    """`count` lines (`text`) of nothing but digits, '.', 'e', 'E', '+', '-' and delimiters as numbers
+    at C speed; None unless each line has `width` cells, each a plain decimal. In that alphabet
+    np.loadtxt reads exactly the cells parse_number reads (correctly rounded, as float()), and
+    refuses the others ('', '.', '1e', '1-2'); it skips blank lines, which the shape then shows."""
+    if not count:
+        return None
+    lines = text.split("\n")
+    try:
+        values = np.loadtxt(lines, delimiter=delimiter, dtype=np.float64, comments=None, ndmin=2)
+    except ValueError:
+        return None
+    return NumericRows(values, lines, delimiter) if values.shape == (count, width) else None
 
 
 def read_parquet(path: Path, bad: BadRecords) -> Table:
