@@ -36,8 +36,13 @@ def check_out(out: str | Path, flag: str = "--out") -> Path:
 
 def content_hash(dataset) -> str:
     """SHA-256 of the tokens, their validity, the splits and the spec (its scales: a table whose values
-    were all multiplied by 1000 standardises to the same tokens, but not to the same spec)."""
+    were all multiplied by 1000 standardises to the same tokens, but not to the same spec); for a
+    token store, of the spec and the store's own fingerprint (so a run on a store resumes on that store)."""
     h = hashlib.sha256(json.dumps(spec_to_dict(dataset.spec), sort_keys=True, default=str).encode())
+    prepared = (dataset.notes or {}).get("fingerprint")
+    if prepared:  # a token store: the SHA-256 of its arrays taken when it was prepared (hashing every token
+        h.update(f"store {prepared}".encode())  # of a large store at each start would read all of it)
+        return h.hexdigest()
     for array in (dataset.tokens.inputs, dataset.tokens.valid, *dataset.splits.values()):
         array = np.ascontiguousarray(array)
         h.update(f"{array.dtype}{array.shape}".encode())
