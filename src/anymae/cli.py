@@ -296,9 +296,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_embed(args: argparse.Namespace) -> int:
     from anymae.checkpoint import load_checkpoint
     from anymae.evaluate import embed_to_file
+    from anymae.heap import bound_heap
     from anymae.runfolder import check_out
     from anymae.train import load_model
 
+    bound_heap()  # batches of every padded width: glibc's heap would grow with their number (no speed cost here)
     out = check_out(args.out)
     if out.suffix != ".npy" or out.is_dir():
         raise UserError(f"embed --out must name a .npy file (for example {out.with_suffix('.npy').name}), not {out}")

@@ -7,6 +7,8 @@ is never given back: the resident set stays far above what a step holds at once.
 frees each block's activations as it goes, which only pays off with a fixed threshold (the protein
 model's peak: 2.3 GB with glibc's own heap, 1.25 GB bounded; README, Performance). Not the default:
 mapping the blocks afresh every step costs page faults (0.78x the samples/s without recomputing).
+`anymae embed` sets it too: its batches of every padded width grew glibc's heap with their number
+(the peak at 1M samples 1.25x that at 100k), at no measurable cost in its speed.
 """
 
 from __future__ import annotations
