@@ -13,6 +13,8 @@ anonymous memory (RssAnon, sampled every 0.1 s: what the process itself holds):
   peak memory; the same run with `--data FILE` (in memory) for the smaller file beside it;
 - the data side alone (open the data, draw 200 batches of 256 as training does): peak memory
   and samples/s, store and in memory;
+- with --timing (instead of the runs above, on a quiet machine): `data prepare` and the seconds to
+  the first step alone (benchmarks/results/corpus_timing.json);
 - with --torchrun (instead of the runs above): 1 and 2 processes (torchrun) pretraining a tiny model on the store, their
   summed proportional set size (a page shared by the processes counted once) and own memory;
 - `anymae embed` of the store's test split (20%) with a tiny model (its memory is the data's,
@@ -172,6 +174,19 @@ def pretrain(data: str, out: Path, steps: int, *settings: str) -> dict:
     return {**result, "samples_per_s": round(float(np.median([x["samples_per_s"] for x in lines[2:]])), 1)}
 
 
+def timing(n: int, work: Path, steps: int) -> dict:
+    """The timed targets alone: `data prepare` of n sequences, then seconds to the first step and the
+    steps' samples/s of the default model on the store."""
+    fasta, store = work / f"p{n}.fasta", work / f"p{n}.store"
+    if not fasta.exists():
+        write_fasta(fasta, n)
+    row = {"prepare": run([*ANYMAE, "data", "prepare", str(fasta), "--out", str(store)])}
+    row["prepare"]["sequences_per_s"] = round(n / row["prepare"]["seconds"])
+    subprocess.run(["rm", "-rf", str(work / "timing-run")], check=True)
+    row["pretrain_store"] = pretrain(str(store), work / "timing-run", steps)
+    return row
+
+
 def memory_of(marker: str) -> tuple[float, float]:
     """Summed (Pss, RssAnon) in MiB of the running processes whose command line holds `marker`:
     proportional set size shares each page among the processes mapping it, so a total of Pss
@@ -218,6 +233,9 @@ def main() -> None:
         "--torchrun", action="store_true", help="prepare, then 1 vs 2 processes under torchrun only (tiny model)"
     )
     parser.add_argument("--table", action="store_true", help="prepare CSV tables of 28 numeric columns only")
+    parser.add_argument(
+        "--timing", action="store_true", help="the timed targets only (preparation, first step): for a quiet machine"
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/anymae-corpus"))
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -228,6 +246,12 @@ def main() -> None:
         out = args.out or Path("benchmarks/results/corpus_table.json")
         results = {"load_average_at_start": os.getloadavg(), "cpus": os.cpu_count()}
         results["runs"] = prepare_tables(sizes, args.work)
+        results["load_average_at_end"] = os.getloadavg()
+        out.write_text(json.dumps(results, indent=1) + "\n")
+        return
+    if args.timing:
+        out = args.out or Path("benchmarks/results/corpus_timing.json")
+        results["runs"] = {n: timing(n, args.work, args.steps) for n in sizes}
         results["load_average_at_end"] = os.getloadavg()
         out.write_text(json.dumps(results, indent=1) + "\n")
         return
