@@ -13,8 +13,9 @@ anonymous memory (RssAnon, sampled every 0.1 s: what the process itself holds):
   peak memory; the same run with `--data FILE` (in memory) for the smaller file beside it;
 - the data side alone (open the data, draw 200 batches of 256 as training does): peak memory
   and samples/s, store and in memory;
-- with --timing (instead of the runs above, on a quiet machine): `data prepare` and the seconds to
-  the first step alone (benchmarks/results/corpus_timing.json);
+- with --timing (instead of the runs above, on a quiet machine): `data prepare`, the seconds to the
+  first step and the samples/s on the store against the file, alternating
+  (benchmarks/results/corpus_timing.json);
 - with --torchrun (instead of the runs above): 1 and 2 processes (torchrun) pretraining a tiny model on the store, their
   summed proportional set size (a page shared by the processes counted once) and own memory;
 - `anymae embed` of the store's test split (20%) with a tiny model (its memory is the data's,
@@ -176,14 +177,18 @@ def pretrain(data: str, out: Path, steps: int, *settings: str) -> dict:
 
 def timing(n: int, work: Path, steps: int) -> dict:
     """The timed targets alone: `data prepare` of n sequences, then seconds to the first step and the
-    steps' samples/s of the default model on the store."""
+    steps' samples/s of the default model on the store and on the file (in memory), alternating."""
     fasta, store = work / f"p{n}.fasta", work / f"p{n}.store"
     if not fasta.exists():
         write_fasta(fasta, n)
     row = {"prepare": run([*ANYMAE, "data", "prepare", str(fasta), "--out", str(store)])}
     row["prepare"]["sequences_per_s"] = round(n / row["prepare"]["seconds"])
-    subprocess.run(["rm", "-rf", str(work / "timing-run")], check=True)
-    row["pretrain_store"] = pretrain(str(store), work / "timing-run", steps)
+    for round_ in (1, 2):  # store and file alternate: the steps' samples/s side by side
+        for name, data in (("store", store), ("memory", fasta)):
+            subprocess.run(["rm", "-rf", str(work / "timing-run")], check=True)
+            row[f"pretrain_{name}_{round_}"] = pretrain(str(data), work / "timing-run", steps)
+    rates = {name: [row[f"pretrain_{name}_{r}"]["samples_per_s"] for r in (1, 2)] for name in ("store", "memory")}
+    row["store_over_memory"] = round(float(np.median(rates["store"]) / np.median(rates["memory"])), 3)
     return row
 
 
