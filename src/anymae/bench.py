@@ -390,6 +390,8 @@ def steps_used(cells: dict[tuple[str, int], list[dict]]) -> list[str]:
                 used.append(f"{strategy}{f' {steps}' if steps else ''} {np.mean([int(v.split()[0]) for v in ran]):.0f}")
                 capped += sum(v.endswith("cap)") for v in ran)
                 runs += len(ran)
+        if not runs:  # a fraction this dataset was not fine-tuned at (another dataset of the folder was)
+            continue
         ended = f"; {capped} of {runs} runs ended by the cap" if capped else "; validation ended every run"
         lines.append(f"- Fine-tuning steps used at {column[6:]} of the labels: {', '.join(used)}{ended}.")
     return lines
@@ -553,19 +555,26 @@ def compute_seconds(row: dict) -> float:
 
 
 def compute_plot(data: dict[str, dict[tuple[str, int], list[dict]]], path: Path) -> Path:
-    """Per dataset (columns) and label fraction (rows): the fine-tuned score against pretraining CPU-seconds
-    (log axis), one line per strategy with its spread; scratch and the best baseline as bands."""
+    """Per dataset (columns) and its label fractions (rows, smallest first): the fine-tuned score against
+    pretraining CPU-seconds (log axis), one line per strategy with its spread; scratch and the best
+    baseline as bands. A dataset with fewer fractions than the others leaves its lower panels out."""
     import matplotlib.pyplot as plt
 
-    fractions = sorted(
-        {c for cells in data.values() for rs in cells.values() for r in rs for c in r if c.startswith("ft_")},
-        key=lambda c: float(c[3:]),
-    )
-    fig, axes = plt.subplots(len(fractions), len(data), figsize=(4.5 * len(data), 3.5 * len(fractions)), squeeze=False)
+    fractions = {
+        dataset: sorted(
+            {c for rs in cells.values() for r in rs for c in r if c.startswith("ft_") and r[c] not in ("", None)},
+            key=lambda c: float(c[3:]),
+        )
+        for dataset, cells in data.items()
+    }
+    rows = max(len(f) for f in fractions.values())
+    fig, axes = plt.subplots(rows, len(data), figsize=(4.5 * len(data), 3.5 * rows), squeeze=False)
     for col, (dataset, cells) in enumerate(data.items()):
         metric = next(iter(cells.values()))[0]["metric"]
         higher = METRICS[metric].higher_is_better
-        for row, column in enumerate(fractions):
+        for row in range(len(fractions[dataset]), rows):
+            axes[row][col].axis("off")
+        for row, column in enumerate(fractions[dataset]):
             ax = axes[row][col]
             references = {
                 k[0]: mean_std(values_of(rs, column)) for k, rs in cells.items() if not k[1] and values_of(rs, column)
