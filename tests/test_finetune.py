@@ -515,11 +515,17 @@ def test_a_compute_axis_gets_its_plot_and_every_model_its_steps_used(tmp_path):
                     "steps_0.1": f"{60 + 40 * seed} (40, {'cap' if seed else 'validation'})",
                 }
             )
+    one_seed = {**rows[-1], "strategy": "sma", "seed": 0, "ft_0.1": 0.9, "steps_0.1": "40 (20, validation)"}
+    rows.append(one_seed)  # far above everything, but with no spread to judge the difference by
     assert "compute.png" in [p.name for p in bench_module.plots(rows, tmp_path)]
     table = markdown(rows)
     assert (
-        "- Fine-tuning steps used at 0.1 of the labels: random 100 80, random 300 80, scratch 40; "
-        "2 of 6 runs ended by the cap." in table
+        "  - sma: never beats scratch (ran 300 steps; one seed, not judged, at 300); "
+        "against random: +0.2000 (one seed) at 300." in table
+    ), table
+    assert (
+        "- Fine-tuning steps used at 0.1 of the labels: random 100 80, random 300 80, sma 300 40, scratch 40; "
+        "2 of 7 runs ended by the cap." in table
     )
     assert "  - random: beats scratch from 100 steps (ran 100, 300 steps)." in table  # 0.70 ± 0 vs 0.55 ± 0.05
 

@@ -318,8 +318,9 @@ def values_of(rows: list[dict], column: str) -> list[float]:
     return [float(r[column]) for r in rows if r.get(column) not in (None, "")]
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values))
+def mean_std(values: list[float]) -> tuple[float, float, int]:
+    """Mean, std and the number of seeds (a single seed has no spread to judge a difference by)."""
+    return float(np.mean(values)), float(np.std(values)), len(values)
 
 
 def groups(rows: list[dict]) -> dict[str, dict[tuple[str, int], list[dict]]]:
@@ -397,14 +398,20 @@ def steps_used(cells: dict[tuple[str, int], list[dict]]) -> list[str]:
     return lines
 
 
-def compare(a: tuple[float, float], b: tuple[float, float], higher: bool) -> str:
-    """'beats', 'ties' (within the spread) or 'loses to': a against b."""
+ONE_SEED = "is not judged (one seed) against"
+
+
+def compare(a: tuple[float, float, int], b: tuple[float, float, int], higher: bool) -> str:
+    """'beats', 'ties' (within the spread) or 'loses to': a against b; ONE_SEED where either side has a
+    single seed, whose spread of zero would call any difference a win."""
+    if min(a[2], b[2]) < 2:
+        return ONE_SEED
     if tied(a, b):
         return "ties"
     return "beats" if (a[0] > b[0]) == higher else "loses to"
 
 
-def verdicts(summary: dict[tuple[str, int], dict[str, tuple[float, float]]], higher: bool) -> list[str]:
+def verdicts(summary: dict[tuple[str, int], dict[str, tuple[float, float, int]]], higher: bool) -> list[str]:
     """Per fine-tuning fraction, in words (so that a loss reads as one): random masks, the default and
     chosen by nobody, against scratch and the best baseline; then the best strategy, and sma vs random."""
     pick = max if higher else min
@@ -434,7 +441,7 @@ def verdicts(summary: dict[tuple[str, int], dict[str, tuple[float, float]]], hig
     return lines
 
 
-def compute_verdicts(summary: dict[tuple[str, int], dict[str, tuple[float, float]]], higher: bool) -> list[str]:
+def compute_verdicts(summary: dict[tuple[str, int], dict[str, tuple[float, float, int]]], higher: bool) -> list[str]:
     """With several pretraining budgets, per fine-tuning fraction: the smallest budget at which each
     strategy beats scratch and the best baseline beyond the spread (or that it never does), and each
     strategy's advantage over random masks (positive: better) at every budget."""
@@ -461,11 +468,15 @@ def compute_verdicts(summary: dict[tuple[str, int], dict[str, tuple[float, float
                 if wins
                 else f"never beats {' and '.join(against)}"
             )
-            verdict += f" (ran {', '.join(map(str, ran))} steps)"
+            single = [str(b) for b in ran if scored[(strategy, b)][2] < 2]
+            verdict += f" (ran {', '.join(map(str, ran))} steps" + (
+                f"; one seed, not judged, at {', '.join(single)})" if single else ")"
+            )
             if strategy != "random":
                 gaps = [
                     f"{sign * (scored[(strategy, b)][0] - scored[('random', b)][0]):+.4f} "
-                    f"({compare(scored[(strategy, b)], scored[('random', b)], higher)}) at {b}"
+                    f"({compare(scored[(strategy, b)], scored[('random', b)], higher).replace(ONE_SEED, 'one seed')})"
+                    f" at {b}"
                     for b in ran
                     if ("random", b) in scored
                 ]
