@@ -37,7 +37,7 @@ def main() -> None:
     ft = config.finetune
     train = label_subset(dataset.splits["train"], dataset.labels, args.fraction, 0, True)
     task = encoder_task(dataset, {"train": train, **selection_splits(dataset, ft)})
-    batch, cap, every = budget(len(train), ft)
+    batch, cap, every, _ = budget(len(train), ft)
     epoch = math.ceil(len(train) / batch)
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
     for name in args.models:

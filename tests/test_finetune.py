@@ -532,13 +532,16 @@ def test_a_compute_axis_gets_its_plot_and_every_model_its_steps_used(tmp_path):
 
 def test_the_budget_is_by_epochs_validated_every_epoch_or_every_20_steps():
     epochs = FinetuneConfig(epochs=100, max_steps=100000, batch_size=32, evals=0)
-    assert budget(3200, epochs) == (32, 100 * 100, 100)  # 100 steps an epoch: validated after each
-    assert budget(64, epochs) == (32, 200, MIN_STEPS_BETWEEN_VALIDATIONS)  # 2 steps an epoch: every 20
-    assert budget(10, epochs) == (10, 100, 20)  # the batch is never larger than the subset
-    assert budget(3200, dataclasses.replace(epochs, max_steps=500)) == (32, 500, 100)  # the guard caps it
+    assert budget(3200, epochs) == (32, 100 * 100, 100, 100 * 100)  # 100 steps an epoch: validated after each
+    # 2 steps an epoch: validated every 20; the cap is 100 passes of validation, not 100 epochs (5 passes,
+    # too few for patience to end a run); the warm-up is still laid out over 100 epochs
+    assert budget(64, epochs) == (32, 100 * MIN_STEPS_BETWEEN_VALIDATIONS, MIN_STEPS_BETWEEN_VALIDATIONS, 200)
+    assert budget(10, epochs) == (10, 2000, 20, 100)  # the batch is never larger than the subset
+    assert budget(3200, dataclasses.replace(epochs, max_steps=500)) == (32, 500, 100, 500)  # the guard caps it
+    assert budget(64, dataclasses.replace(epochs, max_steps=500)) == (32, 500, 20, 200)
     # evals > 0: that many passes spread over the cap (the published bench's fixed budget)
-    assert budget(3200, FinetuneConfig(epochs=30, max_steps=100, evals=5)) == (32, 100, 20)
-    assert budget(64, FinetuneConfig(epochs=30, max_steps=100, evals=5)) == (32, 60, 12)
+    assert budget(3200, FinetuneConfig(epochs=30, max_steps=100, evals=5)) == (32, 100, 20, 100)
+    assert budget(64, FinetuneConfig(epochs=30, max_steps=100, evals=5)) == (32, 60, 12, 60)
 
 
 def fit_run(lr: float, **budget_settings) -> dict:
@@ -555,9 +558,10 @@ def test_validation_ends_a_run_that_stops_improving_and_the_cap_one_that_does_no
     frozen = fit_run(1e-12, epochs=1000, patience=3)
     assert frozen["stopped"] == "validation"
     assert frozen["steps_run"] == 3 * MIN_STEPS_BETWEEN_VALIDATIONS and frozen["best_step"] == 0
-    # patience longer than the cap: the cap ends it, at exactly epochs x steps per epoch (80 / 16 = 5)
+    # patience longer than the cap: the cap ends it, after `epochs` validation passes (an epoch is 80 / 16 =
+    # 5 steps, so validation waits 20 steps)
     capped = fit_run(1e-3, epochs=4, patience=1000)
-    assert capped["stopped"] == "cap" and capped["steps_run"] == 4 * 5
+    assert capped["stopped"] == "cap" and capped["steps_run"] == 4 * MIN_STEPS_BETWEEN_VALIDATIONS
 
 
 def test_two_bench_processes_share_a_folder_without_losing_rows(tmp_path):

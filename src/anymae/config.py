@@ -136,7 +136,7 @@ class FinetuneConfig:
     seeds: int = 3
     # The budget is by epochs with early stopping: validation (after every epoch, or every
     # MIN_STEPS_BETWEEN_VALIDATIONS steps on tiny subsets) ends a run, the cap is a guard.
-    epochs: int = 100  # at most this many passes over the labelled subset
+    epochs: int = 100  # at most this many validation passes (each at least an epoch of the labelled subset)
     max_steps: int = 100000  # and at most this many steps
     batch_size: int = 32
     lr: tuple[float, ...] = (1e-3,)  # several: each is run and validation picks one (the recipe)

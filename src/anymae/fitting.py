@@ -113,13 +113,19 @@ def outputs_of(net: nn.Module, task: Task, index: np.ndarray, batch_size: int = 
 MIN_STEPS_BETWEEN_VALIDATIONS = 20
 
 
-def budget(n_train: int, config: FinetuneConfig) -> tuple[int, int, int]:
-    """(batch size, the cap in steps, steps between validation passes) for n_train labelled examples."""
+def budget(n_train: int, config: FinetuneConfig) -> tuple[int, int, int, int]:
+    """(batch size, the cap in steps, steps between validation passes, the steps the schedule is laid
+    out over: `epochs` passes over the subset) for n_train labelled examples."""
     batch_size = min(config.batch_size, n_train)
     epoch = math.ceil(n_train / batch_size)
-    cap = min(config.max_steps, config.epochs * epoch)
-    every = max(1, cap // config.evals) if config.evals else max(epoch, MIN_STEPS_BETWEEN_VALIDATIONS)
-    return batch_size, cap, min(every, cap)
+    planned = min(config.max_steps, config.epochs * epoch)
+    if config.evals:  # a fixed budget: that many validation passes spread over the plan
+        return batch_size, planned, min(max(1, planned // config.evals), planned), planned
+    every = max(epoch, MIN_STEPS_BETWEEN_VALIDATIONS)
+    # The cap counts validation passes, not epochs: where validation waits longer than an epoch (a tiny
+    # subset), `epochs` epochs would allow too few passes for patience, not the cap, to end the run.
+    cap = min(config.max_steps, config.epochs * every)
+    return batch_size, cap, min(every, cap), planned
 
 
 def fit(net: nn.Module, groups: list[dict], task: Task, config: FinetuneConfig, lr: float, seed: int) -> dict:
@@ -130,7 +136,7 @@ def fit(net: nn.Module, groups: list[dict], task: Task, config: FinetuneConfig, 
     train = task.splits["train"]
     y = task.labels
     mean, std = (0.0, 1.0) if classify else (float(y[train].mean()), float(y[train].std() or 1.0))
-    batch_size, steps, every = budget(len(train), config)
+    batch_size, steps, every, planned = budget(len(train), config)
     optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -147,7 +153,7 @@ def fit(net: nn.Module, groups: list[dict], task: Task, config: FinetuneConfig, 
         index = order[cursor : cursor + batch_size]
         cursor += batch_size
         for group in optimizer.param_groups:
-            group["lr"] = lr * group.get("scale", 1.0) * schedule(step, steps, config.warmup, halvings)
+            group["lr"] = lr * group.get("scale", 1.0) * schedule(step, planned, config.warmup, halvings)
         net.train()
         out = net(task.inputs(index))
         if classify:
