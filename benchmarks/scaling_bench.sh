@@ -10,7 +10,7 @@
 #   OMP_NUM_THREADS=1 benchmarks/scaling_bench.sh image & OMP_NUM_THREADS=1 benchmarks/scaling_bench.sh higgs jets
 # Cost on one core: stage 1 (random and sma at every budget) about 2 hours for fashion-mnist (its 10%
 # fine-tuning runs take longest), under an hour for higgs-like-20k; stage 2 (four more strategies; informed and
-# AttG cost 2-5x a random step) only at 300 and 1,000 steps. Run it in the background.
+# AttG cost 1.0-1.8x and 1.1-1.9x random masks' CPU-seconds) only at 300 and 1,000 steps. Run it in the background.
 set -euo pipefail
 out=${OUT:-benchmarks/results/scaling-bench}
 bin=${BIN:-.venv/bin}

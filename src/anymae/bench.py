@@ -473,12 +473,15 @@ def compute_verdicts(summary: dict[tuple[str, int], dict[str, tuple[float, float
                 f"; one seed, not judged, at {', '.join(single)})" if single else ")"
             )
             if strategy != "random":
-                gaps = [
-                    f"{sign * (scored[(strategy, b)][0] - scored[('random', b)][0]):+.4f} "
-                    f"({compare(scored[(strategy, b)], scored[('random', b)], higher).replace(ONE_SEED, 'one seed')})"
-                    f" at {b}"
+                words = {
+                    b: compare(scored[(strategy, b)], scored[("random", b)], higher)
                     for b in ran
                     if ("random", b) in scored
+                }
+                gaps = [
+                    f"{sign * (scored[(strategy, b)][0] - scored[('random', b)][0]):+.4f} "
+                    f"({'one seed' if word == ONE_SEED else word}) at {b}"
+                    for b, word in words.items()
                 ]
                 if gaps:
                     verdict += "; against random: " + ", ".join(gaps)
